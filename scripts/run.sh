@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# tandem's set-up and run script for a Debian bookworm machine.
+#
+#   scripts/run.sh pipeline [ARGS...]  install what is missing, build (release), run the flagship pipeline
+#   scripts/run.sh test               install what is missing, build (dev), run the tests, then the
+#                                     ThreadSanitizer run of tandem::primitives
+#   scripts/run.sh long               the full-size stress and soak tests (label long)
+#   scripts/run.sh asan               everything under AddressSanitizer + UndefinedBehaviorSanitizer
+#   scripts/run.sh bench              build (release) and run the benchmark report
+#   scripts/run.sh deps               only install the Debian packages
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+packages=(build-essential g++ cmake ninja-build ccache git python3
+          libcaf-dev doctest-dev libboost-dev libbenchmark-dev)
+
+install_deps() {
+  local missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "tandem: installing ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${missing[@]}"
+  fi
+}
+
+jobs=$(nproc 2>/dev/null || echo 2)
+
+build() {
+  cmake --preset "$1" >/dev/null
+  cmake --build --preset "$1" -j "$jobs"
+}
+
+cmd=${1:-test}
+shift || true
+case "$cmd" in
+  deps)
+    install_deps
+    ;;
+  pipeline)
+    install_deps
+    build release
+    exec build/release/examples/pipeline/pipeline "$@"
+    ;;
+  test)
+    install_deps
+    build dev
+    ctest --preset dev
+    build tsan
+    ctest --preset tsan
+    ;;
+  long)
+    install_deps
+    build release
+    ctest --preset long
+    ;;
+  asan)
+    install_deps
+    build asan
+    ctest --preset asan
+    ;;
+  bench)
+    install_deps
+    build release
+    exec python3 bench/report.py --build build/release "$@"
+    ;;
+  *)
+    echo "usage: scripts/run.sh {pipeline|test|long|asan|bench|deps}" >&2
+    exit 2
+    ;;
+esac
