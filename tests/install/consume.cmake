@@ -1,0 +1,23 @@
+# Script behind the install tests: configure, build and run the consumer one way.
+file(REMOVE_RECURSE ${WORK})
+file(MAKE_DIRECTORY ${WORK})
+
+function(run)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "failed (${rc}): ${ARGN}\n${out}\n${err}")
+  endif()
+endfunction()
+
+if(STEP STREQUAL "subdirectory")
+  run(${CMAKE_COMMAND} -S ${SOURCE} -B ${WORK}/build ${ARGS} -DTANDEM_SOURCE_DIR=${TANDEM_SOURCE_DIR})
+else()
+  run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${WORK}/prefix)
+  if(NOT EXISTS ${WORK}/prefix/lib/cmake/tandem/tandemConfig.cmake)
+    message(FATAL_ERROR "cmake --install did not install tandemConfig.cmake")
+  endif()
+  run(${CMAKE_COMMAND} -S ${SOURCE} -B ${WORK}/build ${ARGS} -DCMAKE_PREFIX_PATH=${WORK}/prefix)
+endif()
+run(${CMAKE_COMMAND} --build ${WORK}/build --target consumer)
+run(${WORK}/build/consumer)
+message(STATUS "consumer ran")
