@@ -58,6 +58,21 @@ public:
   constexpr timeout(std::chrono::time_point<clock, Duration> tp) noexcept // NOLINT
     : deadline_(std::chrono::time_point_cast<duration>(tp)) {}
 
+  /// The deadline `tp` of any clock. A steady_clock deadline is kept as is; any other clock's
+  /// deadline becomes the duration left until it, measured now on that clock (as the standard asks
+  /// of try_lock_until), so a wall-clock jump after the call does not change the wait.
+  template <class Clock, class Duration>
+  static timeout until(const std::chrono::time_point<Clock, Duration>& tp) {
+    if constexpr (std::is_same_v<Clock, clock>) {
+      return timeout{tp};
+    } else {
+      auto now = Clock::now();
+      if (tp <= now)
+        return immediate();
+      return timeout{tp - now};
+    }
+  }
+
   /// A timeout that never blocks: `try once`.
   static timeout immediate() noexcept { return timeout{clock::now()}; }
 
@@ -89,29 +104,18 @@ private:
     if constexpr (std::is_floating_point_v<Rep>) {
       if (std::isnan(d.count()))
         detail::throw_nan_timeout();
-      using ld_ns = std::chrono::duration<long double, std::nano>;
-      auto ns = std::chrono::duration_cast<ld_ns>(d).count();
-      if (ns <= 0)
-        return now;
-      auto room = static_cast<long double>((time_point::max() - now).count());
-      auto cap = static_cast<long double>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(timeout_max).count());
-      if (ns >= room || ns >= cap)
-        return time_point::max();
-      return now + duration{static_cast<duration::rep>(std::ceil(ns))};
-    } else {
-      if (d <= d.zero())
-        return now;
-      // Compare in the coarser of the two units so that nothing overflows.
-      using common = std::common_type_t<std::chrono::duration<Rep, Period>, std::chrono::seconds>;
-      if (std::chrono::duration_cast<common>(d) >= std::chrono::duration_cast<common>(timeout_max))
-        return time_point::max();
-      auto room = time_point::max() - now;
-      if (std::chrono::duration_cast<std::chrono::duration<long double, std::nano>>(d).count()
-          >= static_cast<long double>(room.count()))
-        return time_point::max();
-      return now + std::chrono::ceil<duration>(d);
     }
+    // Compare in long double nanoseconds: no integer cast of an arbitrary duration can overflow.
+    using ld_ns = std::chrono::duration<long double, std::nano>;
+    auto ns = std::chrono::duration_cast<ld_ns>(d).count();
+    if (ns <= 0)
+      return now;
+    auto room = static_cast<long double>((time_point::max() - now).count());
+    auto cap = static_cast<long double>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(timeout_max).count());
+    if (ns >= room || ns >= cap)
+      return time_point::max();
+    return now + duration{static_cast<duration::rep>(std::ceil(ns))};
   }
 
   time_point deadline_ = time_point::max();
