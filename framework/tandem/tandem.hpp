@@ -4,3 +4,26 @@
 
 #include <tandem/error.hpp>
 #include <tandem/timeout.hpp>
+
+// threading: primitives
+#include <tandem/barrier.hpp>
+#include <tandem/bounded_semaphore.hpp>
+#include <tandem/condition.hpp>
+#include <tandem/event.hpp>
+#include <tandem/lock.hpp>
+#include <tandem/rlock.hpp>
+#include <tandem/semaphore.hpp>
+
+// queue
+#include <tandem/lifo_queue.hpp>
+#include <tandem/priority_queue.hpp>
+#include <tandem/queue.hpp>
+#include <tandem/simple_queue.hpp>
+
+// threading: threads as actors
+#include <tandem/local.hpp>
+#include <tandem/mailbox.hpp>
+#include <tandem/receive.hpp>
+#include <tandem/runtime.hpp>
+#include <tandem/thread.hpp>
+#include <tandem/timer.hpp>

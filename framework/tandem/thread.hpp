@@ -52,7 +52,10 @@
 #pragma once
 
 #include <tandem/detail/thread_state.hpp>
+#include <tandem/mailbox.hpp>
 #include <tandem/timeout.hpp>
+
+#include <caf/fwd.hpp>
 
 #include <concepts>
 #include <cstddef>
@@ -204,6 +207,38 @@ public:
 
   /// Sets the daemon flag. Throws usage_error once the thread has been started.
   void set_daemon(bool daemonic);
+
+  // -- messaging: the thread as an actor -----------------------------------------------------
+
+  /// The thread's mailbox: a FIFO of messages with Queue semantics (capacity from
+  /// options::mailbox_capacity, get with timeout, task_done/join, qsize, shutdown; see
+  /// mailbox.hpp). Made on first use, also before start() (messages sent then wait for the
+  /// thread). The thread reads it with tandem::receive(handlers..., timeout) or mailbox().get().
+  /// When the thread ends, its mailbox is shut down at once: later sends throw shut_down_error,
+  /// blocked senders wake with it, and pending requests from actors are answered with an error.
+  ///
+  /// Throws usage_error for an empty handle, std::bad_alloc.
+  tandem::mailbox& mailbox();
+
+  /// Puts caf::make_message(xs...) into the thread's mailbox, from any thread; blocks while the
+  /// mailbox is full. Inside a tandem thread the message carries the sending thread's actor as
+  /// its sender, so handlers can reply. Throws shut_down_error once the thread has ended.
+  ///
+  ///   worker.send(std::string{"job"}, 42);
+  template <class... Ts>
+  void send(Ts&&... xs) {
+    mailbox().send(std::forward<Ts>(xs)...);
+  }
+
+  /// The thread's address as a caf::actor: CAF actors send to it (the messages arrive in the
+  /// mailbox, requests are answered by the values receive()'s handlers return), monitor it (a
+  /// caf::down_msg when the thread ends: exit reason normal, or unhandled_exception carrying the
+  /// exception's what() when the target threw) and link to it. Made on first use in the
+  /// current runtime's actor system (runtime::current()); the same actor every call. For a
+  /// thread that has already ended, an actor that is already down.
+  ///
+  /// Throws usage_error for an empty handle, std::bad_alloc.
+  caf::actor actor() const;
 
   /// True when both handles name the same thread (two empty handles are equal).
   friend bool operator==(const thread& a, const thread& b) noexcept { return a.state_ == b.state_; }

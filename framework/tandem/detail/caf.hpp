@@ -1,5 +1,6 @@
 // Every CAF 0.17-only spelling tandem uses lives here, so moving to CAF 1.x is a local change:
-// atoms, error categories and the error renderer registration.
+// atoms, error categories, the error renderer registration and the exit reasons tandem threads
+// report to the actors that monitor or link to them.
 #pragma once
 
 #include <tandem/error.hpp>
@@ -8,6 +9,7 @@
 #include <caf/atom.hpp>
 #include <caf/error.hpp>
 
+#include <exception>
 #include <string>
 
 namespace tandem {
@@ -35,6 +37,20 @@ void add_error_category(caf::actor_system_config& cfg);
 
 /// True when `err` is a tandem error; then `code` receives its errc.
 bool is_tandem_error(const caf::error& err, errc& code) noexcept;
+
+/// The exit reason of a thread whose target ended with the exception `eptr`:
+/// `caf::exit_reason::unhandled_exception` (category "exit", as CAF's own actors report an
+/// escaped exception) whose context is a message holding one std::string: the what() of a
+/// std::exception, "unknown exception" for anything else. A null `eptr` means a clean end and
+/// gives `caf::exit_reason::normal` (an error that converts to false, as CAF reports a normal
+/// exit). Never throws: a what() that throws is reported as "unknown exception".
+///
+///   catch (...) { reason = detail::make_exit_error(std::current_exception()); }
+caf::error make_exit_error(const std::exception_ptr& eptr) noexcept;
+
+/// The text an error carries: the first element of its context when that is a std::string (the
+/// what() put there by make_exit_error or make_error(errc, what)), empty otherwise.
+std::string error_text(const caf::error& err);
 
 } // namespace detail
 

@@ -59,6 +59,9 @@ struct thread_options {
   std::string name{};
   /// Whether the thread is a daemon; empty inherits the creating thread's flag.
   std::optional<bool> daemon{};
+  /// The capacity of the thread's mailbox: a sender blocks while it holds this many messages
+  /// (messages from CAF actors are never blocked, see mailbox.hpp). 0 is unbounded.
+  std::size_t mailbox_capacity{0};
 };
 
 namespace detail {
