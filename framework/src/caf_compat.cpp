@@ -3,6 +3,8 @@
 #include <caf/exit_reason.hpp>
 #include <caf/make_message.hpp>
 #include <caf/message.hpp>
+#include <caf/settings.hpp>
+#include <caf/timespan.hpp>
 
 #include <stdexcept>
 
@@ -21,6 +23,12 @@ void add_error_category(caf::actor_system_config& cfg) {
         }
         return result;
       });
+}
+
+void apply_runtime_defaults(caf::actor_system_config& cfg) {
+  constexpr const char* moderate_sleep = "work-stealing.moderate-sleep-duration";
+  if (!caf::holds_alternative<caf::timespan>(cfg.content, moderate_sleep))
+    cfg.set(moderate_sleep, caf::timespan{0});
 }
 
 bool is_tandem_error(const caf::error& err, errc& code) noexcept {

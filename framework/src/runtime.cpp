@@ -68,6 +68,7 @@ void runtime::parse(int argc, char** argv) {
 
 void runtime::build() {
   detail::add_error_category(*cfg_);
+  detail::apply_runtime_defaults(*cfg_);
   system_ = std::make_unique<caf::actor_system>(*cfg_);
   sys_ = system_.get();
 }

@@ -35,6 +35,15 @@ namespace detail {
 /// caf::error reads "tandem::shut_down(...)".
 void add_error_category(caf::actor_system_config& cfg);
 
+/// The scheduler settings tandem's runtime starts CAF with, unless the configuration (code,
+/// command line or caf-application.ini) already sets them:
+///   work-stealing.moderate-sleep-duration = 0
+/// CAF 0.17's idle worker otherwise sleeps in blind 50 us steps for its first ~25 ms of idleness,
+/// so every message from a tandem thread to an actor waits for the next step. Without them an
+/// idle worker polls a few hundred times and then sleeps on a condition variable that a message
+/// from outside the scheduler wakes at once.
+void apply_runtime_defaults(caf::actor_system_config& cfg);
+
 /// True when `err` is a tandem error; then `code` receives its errc.
 bool is_tandem_error(const caf::error& err, errc& code) noexcept;
 
