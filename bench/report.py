@@ -72,8 +72,10 @@ PAIRS = [
          "caf_actors", "CAF actor <-> CAF actor", "throughput", 1.0, unit="round trip",
          note="the baseline's two actors usually run on one CAF worker, so its round trip "
               "crosses no thread; the thread actor's crosses two (CAF worker -> tandem thread "
-              "-> CAF worker), and an idle CAF 0.17 worker first polls its queue every 50 us "
-              "(work-stealing.moderate-sleep-duration) before it sleeps where it can be woken."),
+              "-> CAF worker). It is bimodal: while the worker and the thread both catch each "
+              "other's messages spinning it matches the baseline; once either falls asleep, "
+              "every round trip pays two wake-ups. Both systems run with tandem::runtime's "
+              "scheduler settings (work-stealing.moderate-sleep-duration = 0)."),
     Pair("actor_round_trip_blocking", "the same round trip, vs a thread-bound CAF actor",
          "tandem_bench_actor", "caf_blocking_actor", "CAF detached blocking actor",
          "throughput", None, unit="round trip", family="actor_round_trip",
