@@ -30,12 +30,10 @@ TEST_SUITE("lifo_queue") {
 
   TEST_CASE("a lifo queue returns many items newest first") {
     tandem::lifo_queue<std::string> sut;
-    for (int i = 0; i < 1000; ++i)
-      sut.put(std::to_string(i));
+    for (int i = 0; i < 1000; ++i) sut.put(std::to_string(i));
 
     bool in_order = true;
-    for (int i = 999; i >= 0; --i)
-      in_order = in_order && sut.get() == std::to_string(i);
+    for (int i = 999; i >= 0; --i) in_order = in_order && sut.get() == std::to_string(i);
 
     CHECK(in_order);
     CHECK(sut.empty());
@@ -46,8 +44,7 @@ TEST_SUITE("lifo_queue") {
 
     sut.put(std::make_unique<int>(1));
     sut.put(std::make_unique<int>(2));
-    CHECK_THROWS_AS(sut.put_nowait(std::make_unique<int>(3)),
-                    tandem::full_error);
+    CHECK_THROWS_AS(sut.put_nowait(std::make_unique<int>(3)), tandem::full_error);
 
     CHECK(*sut.get() == 2);
     CHECK(*sut.get() == 1);

@@ -23,8 +23,7 @@ namespace {
 
 // Orders by key only, so elements with equal keys are equal to the queue.
 struct by_key {
-  bool operator()(const std::pair<int, int> &a,
-                  const std::pair<int, int> &b) const {
+  bool operator()(const std::pair<int, int>& a, const std::pair<int, int>& b) const {
     return a.first < b.first;
   }
 };
@@ -32,9 +31,7 @@ struct by_key {
 // A comparison with state: orders by distance from a pivot.
 struct closest_to {
   int pivot;
-  bool operator()(int a, int b) const {
-    return std::abs(a - pivot) < std::abs(b - pivot);
-  }
+  bool operator()(int a, int b) const { return std::abs(a - pivot) < std::abs(b - pivot); }
 };
 
 // An element whose move may throw (never does here): the queue keeps it behind
@@ -42,12 +39,12 @@ struct closest_to {
 struct throwing_move {
   int value;
   explicit throwing_move(int v) : value(v) {}
-  throwing_move(const throwing_move &) = default;
-  throwing_move(throwing_move &&other) noexcept(false) : value(other.value) {}
-  throwing_move &operator=(const throwing_move &) = default;
-  throwing_move &operator=(throwing_move &&) noexcept(false) = default;
+  throwing_move(const throwing_move&) = default;
+  throwing_move(throwing_move&& other) noexcept(false) : value(other.value) {}
+  throwing_move& operator=(const throwing_move&) = default;
+  throwing_move& operator=(throwing_move&&) noexcept(false) = default;
   ~throwing_move() = default;
-  friend bool operator<(const throwing_move &a, const throwing_move &b) {
+  friend bool operator<(const throwing_move& a, const throwing_move& b) {
     return a.value < b.value;
   }
 };
@@ -60,38 +57,30 @@ TEST_SUITE("priority_queue") {
     tandem::priority_queue<int> sut;
     std::mt19937 rng{7};
     std::vector<int> values;
-    for (int i = 0; i < 1000; ++i)
-      values.push_back(static_cast<int>(rng() % 500));
+    for (int i = 0; i < 1000; ++i) values.push_back(static_cast<int>(rng() % 500));
 
-    for (int v : values)
-      sut.put(v);
+    for (int v : values) sut.put(v);
     std::vector<int> out;
-    while (auto v = sut.get(0s))
-      out.push_back(*v);
+    while (auto v = sut.get(0s)) out.push_back(*v);
 
     std::sort(values.begin(), values.end());
     CHECK(out == values);
   }
 
-  TEST_CASE(
-      "std greater as the comparison returns the greatest element first") {
+  TEST_CASE("std greater as the comparison returns the greatest element first") {
     tandem::priority_queue<int, std::greater<int>> sut;
 
-    for (int v : {3, 1, 4, 1, 5, 9, 2, 6})
-      sut.put(v);
+    for (int v : {3, 1, 4, 1, 5, 9, 2, 6}) sut.put(v);
 
     std::vector<int> out;
-    while (auto v = sut.get(0s))
-      out.push_back(*v);
+    while (auto v = sut.get(0s)) out.push_back(*v);
     CHECK(out == std::vector<int>{9, 6, 5, 4, 3, 2, 1, 1});
   }
 
-  TEST_CASE(
-      "a comparison with state given to the constructor orders the elements") {
+  TEST_CASE("a comparison with state given to the constructor orders the elements") {
     tandem::priority_queue<int, closest_to> sut{0, closest_to{10}};
 
-    for (int v : {0, 12, 30, 7, 10})
-      sut.put(v);
+    for (int v : {0, 12, 30, 7, 10}) sut.put(v);
 
     CHECK(sut.get() == 10);
     CHECK(sut.get() == 12);
@@ -103,15 +92,14 @@ TEST_SUITE("priority_queue") {
   TEST_CASE("equal elements come out in the order they were put") {
     tandem::priority_queue<std::pair<int, int>, by_key> sut;
 
-    for (int seq = 0; seq < 300; ++seq)
-      sut.put({seq % 3, seq});
+    for (int seq = 0; seq < 300; ++seq) sut.put({seq % 3, seq});
 
     std::pair<int, int> last{-1, -1};
     bool stable = true;
     for (int i = 0; i < 300; ++i) {
       auto v = sut.get();
-      stable = stable && (v.first > last.first ||
-                          (v.first == last.first && v.second > last.second));
+      stable =
+          stable && (v.first > last.first || (v.first == last.first && v.second > last.second));
       last = v;
     }
     CHECK(stable);
@@ -141,12 +129,12 @@ TEST_SUITE("priority_queue") {
   }
 
   TEST_CASE("a priority queue holds move-only elements") {
-    auto less = [](const std::unique_ptr<int> &a,
-                   const std::unique_ptr<int> &b) { return *a < *b; };
+    auto less = [](const std::unique_ptr<int>& a, const std::unique_ptr<int>& b) {
+      return *a < *b;
+    };
     tandem::priority_queue<std::unique_ptr<int>, decltype(less)> sut{0, less};
 
-    for (int v : {5, 2, 8})
-      sut.put(std::make_unique<int>(v));
+    for (int v : {5, 2, 8}) sut.put(std::make_unique<int>(v));
 
     CHECK(*sut.get() == 2);
     CHECK(*sut.get() == 5);
@@ -157,14 +145,11 @@ TEST_SUITE("priority_queue") {
     tandem::priority_queue<throwing_move> sut;
     std::mt19937 rng{3};
     std::vector<int> values;
-    for (int i = 0; i < 200; ++i)
-      values.push_back(static_cast<int>(rng() % 100));
+    for (int i = 0; i < 200; ++i) values.push_back(static_cast<int>(rng() % 100));
 
-    for (int v : values)
-      sut.put(throwing_move{v});
+    for (int v : values) sut.put(throwing_move{v});
     std::vector<int> out;
-    while (auto v = sut.get(0s))
-      out.push_back(v->value);
+    while (auto v = sut.get(0s)) out.push_back(v->value);
 
     std::sort(values.begin(), values.end());
     CHECK(out == values);

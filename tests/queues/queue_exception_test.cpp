@@ -39,12 +39,11 @@ std::atomic<int> copies_left{-1};
 std::atomic<int> moves_left{-1};
 std::atomic<int> compares_left{-1};
 
-void spend(std::atomic<int> &budget) {
+void spend(std::atomic<int>& budget) {
   int left = budget.load();
   while (left >= 0 && !budget.compare_exchange_weak(left, left - 1)) {
   }
-  if (left == 0)
-    throw injected_fault{};
+  if (left == 0) throw injected_fault{};
 }
 
 // Disarms every fault on scope exit, so a failing test does not poison the
@@ -62,32 +61,31 @@ struct faults_disarmed {
 // An element whose copy (and, unless NothrowMove, move) and comparison may
 // throw. A move leaves the source at -1, so a moved-from argument is visible; a
 // throwing copy or move throws before it changes anything.
-template <bool NothrowMove> struct fragile {
+template <bool NothrowMove>
+struct fragile {
   int value = 0;
 
   fragile() = default;
   explicit fragile(int v) : value(v) {}
-  fragile(const fragile &other) : value(other.value) { spend(copies_left); }
-  fragile(fragile &&other) noexcept(NothrowMove) : value(other.value) {
-    if constexpr (!NothrowMove)
-      spend(moves_left);
+  fragile(const fragile& other) : value(other.value) { spend(copies_left); }
+  fragile(fragile&& other) noexcept(NothrowMove) : value(other.value) {
+    if constexpr (!NothrowMove) spend(moves_left);
     other.value = -1;
   }
-  fragile &operator=(const fragile &other) {
+  fragile& operator=(const fragile& other) {
     spend(copies_left);
     value = other.value;
     return *this;
   }
-  fragile &operator=(fragile &&other) noexcept(NothrowMove) {
-    if constexpr (!NothrowMove)
-      spend(moves_left);
+  fragile& operator=(fragile&& other) noexcept(NothrowMove) {
+    if constexpr (!NothrowMove) spend(moves_left);
     value = other.value;
     other.value = -1;
     return *this;
   }
   ~fragile() = default;
 
-  friend bool operator<(const fragile &a, const fragile &b) {
+  friend bool operator<(const fragile& a, const fragile& b) {
     spend(compares_left);
     return a.value < b.value;
   }
@@ -100,38 +98,41 @@ using moved = fragile<true>;   // the queues move it (its move never throws)
 struct move_only_fragile {
   int value = 0;
   explicit move_only_fragile(int v) : value(v) {}
-  move_only_fragile(const move_only_fragile &) = delete;
-  move_only_fragile(move_only_fragile &&other) noexcept(false)
-      : value(other.value) {
+  move_only_fragile(const move_only_fragile&) = delete;
+  move_only_fragile(move_only_fragile&& other) noexcept(false) : value(other.value) {
     spend(moves_left);
     other.value = -1;
   }
-  move_only_fragile &operator=(move_only_fragile &&other) noexcept(false) {
+  move_only_fragile& operator=(move_only_fragile&& other) noexcept(false) {
     spend(moves_left);
     value = other.value;
     other.value = -1;
     return *this;
   }
   ~move_only_fragile() = default;
-  friend bool operator<(const move_only_fragile &a,
-                        const move_only_fragile &b) {
+  friend bool operator<(const move_only_fragile& a, const move_only_fragile& b) {
     return a.value < b.value;
   }
 };
 
-template <class Q> constexpr bool tracks_tasks = requires(Q &q) {
+template <class Q>
+constexpr bool tracks_tasks = requires(Q& q) {
   q.task_done();
 };
 
-template <class Q> constexpr bool least_first = false;
+template <class Q>
+constexpr bool least_first = false;
 template <class T, class C>
 constexpr bool least_first<tandem::priority_queue<T, C>> = true;
 
-template <class Q> constexpr bool last_first = false;
-template <class T> constexpr bool last_first<tandem::lifo_queue<T>> = true;
+template <class Q>
+constexpr bool last_first = false;
+template <class T>
+constexpr bool last_first<tandem::lifo_queue<T>> = true;
 
 // The values a queue filled with `put` (in that order) hands out, in its order.
-template <class Q> std::vector<int> expected_order(std::vector<int> put) {
+template <class Q>
+std::vector<int> expected_order(std::vector<int> put) {
   if constexpr (least_first<Q>)
     std::stable_sort(put.begin(), put.end());
   else if constexpr (last_first<Q>)
@@ -140,32 +141,29 @@ template <class Q> std::vector<int> expected_order(std::vector<int> put) {
 }
 
 // Takes every item out (with faults disarmed) and returns their values.
-template <class Q> std::vector<int> drain(Q &q) {
+template <class Q>
+std::vector<int> drain(Q& q) {
   faults_disarmed::disarm();
   std::vector<int> out;
-  while (auto v = q.get(0s))
-    out.push_back(v->value);
+  while (auto v = q.get(0s)) out.push_back(v->value);
   return out;
 }
 
 template <class Q>
-std::unique_ptr<Q> filled(const std::vector<int> &values,
-                          std::size_t maxsize = 0) {
+std::unique_ptr<Q> filled(const std::vector<int>& values, std::size_t maxsize = 0) {
   std::unique_ptr<Q> q;
   if constexpr (std::is_constructible_v<Q, std::size_t>)
     q = std::make_unique<Q>(maxsize);
   else
     q = std::make_unique<Q>();
-  for (int v : values)
-    q->put(typename Q::value_type{v});
+  for (int v : values) q->put(typename Q::value_type{v});
   return q;
 }
 
 std::vector<int> iota_values(int n) {
   std::vector<int> v(static_cast<std::size_t>(n));
   for (int i = 0; i < n; ++i)
-    v[static_cast<std::size_t>(i)] =
-        (i * 7) % n; // not sorted, so the order matters
+    v[static_cast<std::size_t>(i)] = (i * 7) % n; // not sorted, so the order matters
   return v;
 }
 
@@ -177,30 +175,23 @@ TYPE_TO_STRING_AS("priority_queue", tandem::priority_queue<copied>);
 TYPE_TO_STRING_AS("simple_queue", tandem::simple_queue<copied>);
 TYPE_TO_STRING_AS("queue with nothrow move", tandem::queue<moved>);
 TYPE_TO_STRING_AS("lifo_queue with nothrow move", tandem::lifo_queue<moved>);
-TYPE_TO_STRING_AS("priority_queue with nothrow move",
-                  tandem::priority_queue<moved>);
-TYPE_TO_STRING_AS("simple_queue with nothrow move",
-                  tandem::simple_queue<moved>);
+TYPE_TO_STRING_AS("priority_queue with nothrow move", tandem::priority_queue<moved>);
+TYPE_TO_STRING_AS("simple_queue with nothrow move", tandem::simple_queue<moved>);
 TYPE_TO_STRING_AS("queue of string", tandem::queue<std::string>);
 TYPE_TO_STRING_AS("lifo_queue of string", tandem::lifo_queue<std::string>);
-TYPE_TO_STRING_AS("priority_queue of string",
-                  tandem::priority_queue<std::string>);
+TYPE_TO_STRING_AS("priority_queue of string", tandem::priority_queue<std::string>);
 TYPE_TO_STRING_AS("queue of move-only", tandem::queue<move_only_fragile>);
-TYPE_TO_STRING_AS("lifo_queue of move-only",
-                  tandem::lifo_queue<move_only_fragile>);
-TYPE_TO_STRING_AS("priority_queue of move-only",
-                  tandem::priority_queue<move_only_fragile>);
-TYPE_TO_STRING_AS("simple_queue of move-only",
-                  tandem::simple_queue<move_only_fragile>);
+TYPE_TO_STRING_AS("lifo_queue of move-only", tandem::lifo_queue<move_only_fragile>);
+TYPE_TO_STRING_AS("priority_queue of move-only", tandem::priority_queue<move_only_fragile>);
+TYPE_TO_STRING_AS("simple_queue of move-only", tandem::simple_queue<move_only_fragile>);
 
 TEST_SUITE("queue exception safety") {
 
   TEST_CASE_TEMPLATE("a put that throws at any copy leaves the queue and its "
                      "argument unchanged",
                      Q, tandem::queue<copied>, tandem::lifo_queue<copied>,
-                     tandem::priority_queue<copied>,
-                     tandem::simple_queue<copied>, tandem::queue<moved>,
-                     tandem::lifo_queue<moved>, tandem::priority_queue<moved>,
+                     tandem::priority_queue<copied>, tandem::simple_queue<copied>,
+                     tandem::queue<moved>, tandem::lifo_queue<moved>, tandem::priority_queue<moved>,
                      tandem::simple_queue<moved>) {
     faults_disarmed disarmed;
     using T = typename Q::value_type;
@@ -227,20 +218,16 @@ TEST_SUITE("queue exception safety") {
           lvalue_ok = true;
           sut->put(std::move(rvalue));
           rvalue_ok = true;
-        } catch (const injected_fault &) {
+        } catch (const injected_fault&) {
         }
         faults_disarmed::disarm();
         CHECK(lvalue.value == 1000);
-        if (!rvalue_ok)
-          CHECK(rvalue.value == 1001);
+        if (!rvalue_ok) CHECK(rvalue.value == 1001);
         auto expected = values;
-        if (lvalue_ok)
-          expected.push_back(1000);
-        if (rvalue_ok)
-          expected.push_back(1001);
+        if (lvalue_ok) expected.push_back(1000);
+        if (rvalue_ok) expected.push_back(1001);
         CHECK(sut->qsize() == expected.size());
-        if constexpr (tracks_tasks<Q>)
-          CHECK(sut->unfinished_tasks() == expected.size());
+        if constexpr (tracks_tasks<Q>) CHECK(sut->unfinished_tasks() == expected.size());
         CHECK(drain(*sut) == expected_order<Q>(expected));
         succeeded = lvalue_ok && rvalue_ok;
       }
@@ -249,8 +236,7 @@ TEST_SUITE("queue exception safety") {
 
   TEST_CASE_TEMPLATE("a get whose copy throws leaves the item in its place", Q,
                      tandem::queue<copied>, tandem::lifo_queue<copied>,
-                     tandem::priority_queue<copied>,
-                     tandem::simple_queue<copied>) {
+                     tandem::priority_queue<copied>, tandem::simple_queue<copied>) {
     tandem::test::watchdog guard{10s};
     faults_disarmed disarmed;
     auto values = iota_values(5);
@@ -267,14 +253,12 @@ TEST_SUITE("queue exception safety") {
     faults_disarmed::disarm();
 
     CHECK(sut->qsize() == values.size());
-    if constexpr (tracks_tasks<Q>)
-      CHECK(sut->unfinished_tasks() == values.size());
+    if constexpr (tracks_tasks<Q>) CHECK(sut->unfinished_tasks() == values.size());
     CHECK(drain(*sut) == expected_order<Q>(values));
   }
 
-  TEST_CASE_TEMPLATE(
-      "a comparison that throws leaves a priority queue unchanged", Q,
-      tandem::priority_queue<copied>, tandem::priority_queue<moved>) {
+  TEST_CASE_TEMPLATE("a comparison that throws leaves a priority queue unchanged", Q,
+                     tandem::priority_queue<copied>, tandem::priority_queue<moved>) {
     faults_disarmed disarmed;
     std::mt19937 rng{42};
     std::vector<int> values;
@@ -291,11 +275,10 @@ TEST_SUITE("queue exception safety") {
         try {
           sut->put(typename Q::value_type{-5});
           succeeded = true;
-        } catch (const injected_fault &) {
+        } catch (const injected_fault&) {
         }
         auto expected = values;
-        if (succeeded)
-          expected.push_back(-5);
+        if (succeeded) expected.push_back(-5);
         CHECK(sut->unfinished_tasks() == expected.size());
         CHECK(drain(*sut) == expected_order<Q>(expected));
       }
@@ -311,7 +294,7 @@ TEST_SUITE("queue exception safety") {
         try {
           taken.push_back(sut->get().value);
           succeeded = true;
-        } catch (const injected_fault &) {
+        } catch (const injected_fault&) {
         }
         auto rest = drain(*sut);
         taken.insert(taken.end(), rest.begin(), rest.end());
@@ -327,8 +310,12 @@ TEST_SUITE("queue exception safety") {
     tandem::test::watchdog guard{10s};
     faults_disarmed disarmed;
     bool timed = false;
-    SUBCASE("without a timeout") { timed = false; }
-    SUBCASE("with a timeout") { timed = true; }
+    SUBCASE("without a timeout") {
+      timed = false;
+    }
+    SUBCASE("with a timeout") {
+      timed = true;
+    }
     Q sut{2};
     sut.put(moved{1});
     sut.put(moved{2});
@@ -343,7 +330,7 @@ TEST_SUITE("queue exception safety") {
           (void)sut.put(item, 10s);
         else
           sut.put(item);
-      } catch (const injected_fault &) {
+      } catch (const injected_fault&) {
         failed = 1;
       }
     }};
@@ -367,13 +354,16 @@ TEST_SUITE("queue exception safety") {
   TEST_CASE_TEMPLATE("a get blocked on an empty queue whose copy throws after "
                      "waking changes nothing",
                      Q, tandem::queue<copied>, tandem::lifo_queue<copied>,
-                     tandem::priority_queue<copied>,
-                     tandem::simple_queue<copied>) {
+                     tandem::priority_queue<copied>, tandem::simple_queue<copied>) {
     tandem::test::watchdog guard{10s};
     faults_disarmed disarmed;
     bool timed = false;
-    SUBCASE("without a timeout") { timed = false; }
-    SUBCASE("with a timeout") { timed = true; }
+    SUBCASE("without a timeout") {
+      timed = false;
+    }
+    SUBCASE("with a timeout") {
+      timed = true;
+    }
     Q sut;
     std::atomic<pid_t> getter{0};
     std::atomic<int> failed{0};
@@ -385,7 +375,7 @@ TEST_SUITE("queue exception safety") {
           (void)sut.get(10s);
         else
           (void)sut.get();
-      } catch (const injected_fault &) {
+      } catch (const injected_fault&) {
         failed = 1;
       }
     }};
@@ -404,8 +394,7 @@ TEST_SUITE("queue exception safety") {
 
   TEST_CASE_TEMPLATE("a put whose move throws leaves a move-only argument and "
                      "the queue unchanged",
-                     Q, tandem::queue<move_only_fragile>,
-                     tandem::lifo_queue<move_only_fragile>,
+                     Q, tandem::queue<move_only_fragile>, tandem::lifo_queue<move_only_fragile>,
                      tandem::priority_queue<move_only_fragile>,
                      tandem::simple_queue<move_only_fragile>) {
     faults_disarmed disarmed;
@@ -425,13 +414,11 @@ TEST_SUITE("queue exception safety") {
     CHECK(sut.get().value == 2);
   }
 
-  TEST_CASE_TEMPLATE(
-      "a put that fails for any reason leaves an rvalue argument untouched", Q,
-      tandem::queue<std::string>, tandem::lifo_queue<std::string>,
-      tandem::priority_queue<std::string>) {
+  TEST_CASE_TEMPLATE("a put that fails for any reason leaves an rvalue argument untouched", Q,
+                     tandem::queue<std::string>, tandem::lifo_queue<std::string>,
+                     tandem::priority_queue<std::string>) {
     tandem::test::watchdog guard{10s};
-    const std::string text(
-        100, 'x'); // long enough to live on the heap: a move would steal it
+    const std::string text(100, 'x'); // long enough to live on the heap: a move would steal it
     Q sut{1};
     sut.put("first");
     std::string item = text;
@@ -464,10 +451,9 @@ TEST_SUITE("queue exception safety") {
     CHECK(sut.unfinished_tasks() == 1);
   }
 
-  TEST_CASE_TEMPLATE(
-      "a put that succeeds moves from an rvalue and copies an lvalue", Q,
-      tandem::queue<std::string>, tandem::lifo_queue<std::string>,
-      tandem::priority_queue<std::string>, tandem::simple_queue<std::string>) {
+  TEST_CASE_TEMPLATE("a put that succeeds moves from an rvalue and copies an lvalue", Q,
+                     tandem::queue<std::string>, tandem::lifo_queue<std::string>,
+                     tandem::priority_queue<std::string>, tandem::simple_queue<std::string>) {
     const std::string text(100, 'y');
     Q sut;
     std::string kept = text;

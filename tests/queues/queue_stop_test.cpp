@@ -49,19 +49,22 @@ TYPE_TO_STRING_AS("simple_queue", tandem::simple_queue<int>);
 
 TEST_SUITE("queue stop token") {
 
-  TEST_CASE_TEMPLATE("a stop request wakes a blocked get which returns nullopt",
-                     Q, tandem::queue<int>, tandem::lifo_queue<int>,
-                     tandem::priority_queue<int>, tandem::simple_queue<int>) {
+  TEST_CASE_TEMPLATE("a stop request wakes a blocked get which returns nullopt", Q,
+                     tandem::queue<int>, tandem::lifo_queue<int>, tandem::priority_queue<int>,
+                     tandem::simple_queue<int>) {
     tandem::test::watchdog guard{10s};
     Q sut;
     std::optional<int> got{-1};
     bool timed = false;
-    SUBCASE("without a timeout") { timed = false; }
-    SUBCASE("with a timeout") { timed = true; }
+    SUBCASE("without a timeout") {
+      timed = false;
+    }
+    SUBCASE("with a timeout") {
+      timed = true;
+    }
 
-    auto took = stop_while_blocked([&](std::stop_token st) {
-      got = timed ? sut.get(st, 10s) : sut.get(st);
-    });
+    auto took = stop_while_blocked(
+        [&](std::stop_token st) { got = timed ? sut.get(st, 10s) : sut.get(st); });
 
     CHECK_FALSE(got.has_value());
     CHECK(took < 5s);
@@ -69,16 +72,14 @@ TEST_SUITE("queue stop token") {
     CHECK(sut.get(0s) == 1);
   }
 
-  TEST_CASE_TEMPLATE("a stop request wakes a blocked put which returns false",
-                     Q, tandem::queue<int>, tandem::lifo_queue<int>,
-                     tandem::priority_queue<int>) {
+  TEST_CASE_TEMPLATE("a stop request wakes a blocked put which returns false", Q,
+                     tandem::queue<int>, tandem::lifo_queue<int>, tandem::priority_queue<int>) {
     tandem::test::watchdog guard{10s};
     Q sut{1};
     sut.put(1);
     int result = -1;
 
-    auto took = stop_while_blocked(
-        [&](std::stop_token st) { result = sut.put(st, 2) ? 1 : 0; });
+    auto took = stop_while_blocked([&](std::stop_token st) { result = sut.put(st, 2) ? 1 : 0; });
 
     CHECK(result == 0);
     CHECK(took < 5s);
@@ -88,26 +89,22 @@ TEST_SUITE("queue stop token") {
     CHECK(sut.put(std::stop_token{}, 3, 0s));
   }
 
-  TEST_CASE_TEMPLATE("a stop request wakes a blocked join which returns false",
-                     Q, tandem::queue<int>, tandem::lifo_queue<int>,
-                     tandem::priority_queue<int>) {
+  TEST_CASE_TEMPLATE("a stop request wakes a blocked join which returns false", Q,
+                     tandem::queue<int>, tandem::lifo_queue<int>, tandem::priority_queue<int>) {
     tandem::test::watchdog guard{10s};
     Q sut;
     sut.put(1);
     int result = -1;
 
-    auto took = stop_while_blocked(
-        [&](std::stop_token st) { result = sut.join(st) ? 1 : 0; });
+    auto took = stop_while_blocked([&](std::stop_token st) { result = sut.join(st) ? 1 : 0; });
 
     CHECK(result == 0);
     CHECK(took < 5s);
     CHECK(sut.unfinished_tasks() == 1);
   }
 
-  TEST_CASE_TEMPLATE(
-      "a stop requested before the call returns at once without effect", Q,
-      tandem::queue<int>, tandem::lifo_queue<int>,
-      tandem::priority_queue<int>) {
+  TEST_CASE_TEMPLATE("a stop requested before the call returns at once without effect", Q,
+                     tandem::queue<int>, tandem::lifo_queue<int>, tandem::priority_queue<int>) {
     Q sut{5};
     sut.put(1);
     std::stop_source stop;
@@ -138,10 +135,8 @@ TEST_SUITE("queue stop token") {
     CHECK(sut.qsize() == 1);
   }
 
-  TEST_CASE_TEMPLATE(
-      "a stop token that is never stopped leaves the calls as they are", Q,
-      tandem::queue<int>, tandem::lifo_queue<int>,
-      tandem::priority_queue<int>) {
+  TEST_CASE_TEMPLATE("a stop token that is never stopped leaves the calls as they are", Q,
+                     tandem::queue<int>, tandem::lifo_queue<int>, tandem::priority_queue<int>) {
     tandem::test::watchdog guard{10s};
     Q sut{1};
     std::stop_source stop;
@@ -165,10 +160,9 @@ TEST_SUITE("queue stop token") {
     CHECK(sut.join(std::stop_token{}, 0s));
   }
 
-  TEST_CASE_TEMPLATE(
-      "an item put while a getter is being stopped reaches another getter", Q,
-      tandem::queue<int>, tandem::lifo_queue<int>, tandem::priority_queue<int>,
-      tandem::simple_queue<int>) {
+  TEST_CASE_TEMPLATE("an item put while a getter is being stopped reaches another getter", Q,
+                     tandem::queue<int>, tandem::lifo_queue<int>, tandem::priority_queue<int>,
+                     tandem::simple_queue<int>) {
     tandem::test::watchdog guard{60s};
     // Races a stop request against a put many times: whichever wins, the item
     // is taken exactly once and the second getter, which is never stopped, does
@@ -182,16 +176,13 @@ TEST_SUITE("queue stop token") {
       std::atomic<pid_t> tids[2] = {0, 0};
       std::thread stopped_getter{[&] {
         tids[0] = tandem::test::tid();
-        if (sut.get(stop.get_token()))
-          stopped_took = 1;
+        if (sut.get(stop.get_token())) stopped_took = 1;
       }};
       std::thread other_getter{[&] {
         tids[1] = tandem::test::tid();
-        if (sut.get(5s))
-          other_took = 1;
+        if (sut.get(5s)) other_took = 1;
       }};
-      tandem::test::wait_until(
-          [&] { return tids[0].load() != 0 && tids[1].load() != 0; });
+      tandem::test::wait_until([&] { return tids[0].load() != 0 && tids[1].load() != 0; });
       pid_t ids[] = {tids[0].load(), tids[1].load()};
       CHECK(tandem::test::wait_until_blocked(ids));
       auto start = clock_type::now();
@@ -200,8 +191,7 @@ TEST_SUITE("queue stop token") {
       stopper.join();
       stopped_getter.join();
       if (stopped_took.load() != 0)
-        sut.put(
-            round); // the stopped getter took the item before it saw the stop
+        sut.put(round); // the stopped getter took the item before it saw the stop
       other_getter.join();
 
       CHECK(other_took.load() == 1);

@@ -25,16 +25,17 @@ struct counted {
   static inline std::atomic<int> live{0};
   int value;
   explicit counted(int v) : value(v) { ++live; }
-  counted(const counted &other) : value(other.value) { ++live; }
-  counted(counted &&other) noexcept : value(other.value) { ++live; }
-  counted &operator=(const counted &) = default;
-  counted &operator=(counted &&) noexcept = default;
+  counted(const counted& other) : value(other.value) { ++live; }
+  counted(counted&& other) noexcept : value(other.value) { ++live; }
+  counted& operator=(const counted&) = default;
+  counted& operator=(counted&&) noexcept = default;
   ~counted() { --live; }
 };
 
 // Starts `n` threads running fn(i), waits until each sleeps in the kernel, and
 // returns them.
-template <class Fn> std::vector<std::thread> start_blocked(int n, Fn fn) {
+template <class Fn>
+std::vector<std::thread> start_blocked(int n, Fn fn) {
   std::vector<std::atomic<pid_t>> tids(static_cast<std::size_t>(n));
   std::vector<std::thread> threads;
   for (int i = 0; i < n; ++i)
@@ -42,13 +43,10 @@ template <class Fn> std::vector<std::thread> start_blocked(int n, Fn fn) {
       tids[static_cast<std::size_t>(i)] = tandem::test::tid();
       fn(i);
     });
-  tandem::test::wait_until([&] {
-    return std::all_of(tids.begin(), tids.end(),
-                       [](auto &t) { return t.load() != 0; });
-  });
+  tandem::test::wait_until(
+      [&] { return std::all_of(tids.begin(), tids.end(), [](auto& t) { return t.load() != 0; }); });
   std::vector<pid_t> ids;
-  for (auto &t : tids)
-    ids.push_back(t.load());
+  for (auto& t : tids) ids.push_back(t.load());
   CHECK(tandem::test::wait_until_blocked(ids));
   return threads;
 }
@@ -64,18 +62,13 @@ TEST_SUITE("queue") {
 
     // Move the head forward, so the items wrap around the end of the buffer
     // before it grows.
-    for (int i = 0; i < 10; ++i)
-      sut.put(next_in++);
-    for (int i = 0; i < 7; ++i)
-      CHECK(sut.get() == next_out++);
+    for (int i = 0; i < 10; ++i) sut.put(next_in++);
+    for (int i = 0; i < 7; ++i) CHECK(sut.get() == next_out++);
     for (int round = 0; round < 5; ++round) {
-      for (int i = 0; i < 50 * (round + 1); ++i)
-        sut.put(next_in++);
-      for (int i = 0; i < 30 * (round + 1); ++i)
-        REQUIRE(sut.get() == next_out++);
+      for (int i = 0; i < 50 * (round + 1); ++i) sut.put(next_in++);
+      for (int i = 0; i < 30 * (round + 1); ++i) REQUIRE(sut.get() == next_out++);
     }
-    while (auto v = sut.get(0s))
-      REQUIRE(*v == next_out++);
+    while (auto v = sut.get(0s)) REQUIRE(*v == next_out++);
 
     CHECK(next_out == next_in);
     CHECK(sut.empty());
@@ -85,13 +78,11 @@ TEST_SUITE("queue") {
     tandem::queue<int> sut;
     constexpr int n = 100'000;
 
-    for (int i = 0; i < n; ++i)
-      sut.put(i);
+    for (int i = 0; i < n; ++i) sut.put(i);
     CHECK(sut.qsize() == n);
     CHECK_FALSE(sut.full());
     bool in_order = true;
-    for (int i = 0; i < n; ++i)
-      in_order = in_order && sut.get() == i;
+    for (int i = 0; i < n; ++i) in_order = in_order && sut.get() == i;
 
     CHECK(in_order);
     CHECK(sut.unfinished_tasks() == n);
@@ -136,14 +127,12 @@ TEST_SUITE("queue") {
       CHECK(counted::live == 39);
       sut.shutdown(true);
       CHECK(counted::live == 0);
-      for (int i = 0; i < 3; ++i)
-        CHECK_THROWS_AS(sut.put(counted{i}), tandem::shut_down_error);
+      for (int i = 0; i < 3; ++i) CHECK_THROWS_AS(sut.put(counted{i}), tandem::shut_down_error);
       CHECK(counted::live == 0);
     }
     {
       tandem::queue<counted> sut;
-      for (int i = 0; i < 5; ++i)
-        sut.put(counted{i});
+      for (int i = 0; i < 5; ++i) sut.put(counted{i});
     }
     CHECK(counted::live == 0);
   }
@@ -179,8 +168,7 @@ TEST_SUITE("queue") {
       CHECK(tandem::test::wait_until([&] { return done.load() == round; }));
       CHECK(sut.full());
     }
-    for (auto &t : putters)
-      t.join();
+    for (auto& t : putters) t.join();
 
     CHECK(done == 3);
     CHECK(sut.qsize() == 1);
@@ -192,12 +180,9 @@ TEST_SUITE("queue") {
     tandem::queue<int> sut;
     std::vector<int> got(4, -1);
 
-    auto getters = start_blocked(
-        4, [&](int i) { got[static_cast<std::size_t>(i)] = sut.get(); });
-    for (int i = 0; i < 4; ++i)
-      sut.put(i);
-    for (auto &t : getters)
-      t.join();
+    auto getters = start_blocked(4, [&](int i) { got[static_cast<std::size_t>(i)] = sut.get(); });
+    for (int i = 0; i < 4; ++i) sut.put(i);
+    for (auto& t : getters) t.join();
 
     std::sort(got.begin(), got.end());
     CHECK(got == std::vector<int>{0, 1, 2, 3});
@@ -214,20 +199,16 @@ TEST_SUITE("queue") {
     for (int i = 0; i < 5; ++i)
       getters.emplace_back([&] {
         auto start = std::chrono::steady_clock::now();
-        if (!sut.get(50ms))
-          ++expired;
-        if (std::chrono::steady_clock::now() - start < 30ms)
-          ++early;
+        if (!sut.get(50ms)) ++expired;
+        if (std::chrono::steady_clock::now() - start < 30ms) ++early;
       });
-    for (auto &t : getters)
-      t.join();
+    for (auto& t : getters) t.join();
 
     CHECK(expired == 5);
     CHECK(early == 0);
   }
 
-  TEST_CASE(
-      "one producer's items reach every consumer in the producer's order") {
+  TEST_CASE("one producer's items reach every consumer in the producer's order") {
     tandem::test::watchdog guard{30s};
     constexpr int producers = 3;
     constexpr int per_producer = 20'000;
@@ -238,22 +219,19 @@ TEST_SUITE("queue") {
     std::vector<std::thread> threads;
     for (int p = 0; p < producers; ++p)
       threads.emplace_back([&, p] {
-        for (int i = 0; i < per_producer; ++i)
-          sut.put(p * per_producer + i);
+        for (int i = 0; i < per_producer; ++i) sut.put(p * per_producer + i);
       });
     for (int c = 0; c < 2; ++c)
       threads.emplace_back([&] {
         std::vector<int> last(producers, -1);
         while (auto v = sut.get(1s)) {
           int p = *v / per_producer;
-          if (*v <= last[static_cast<std::size_t>(p)])
-            ++out_of_order;
+          if (*v <= last[static_cast<std::size_t>(p)]) ++out_of_order;
           last[static_cast<std::size_t>(p)] = *v;
           ++received;
         }
       });
-    for (auto &t : threads)
-      t.join();
+    for (auto& t : threads) t.join();
 
     CHECK(out_of_order == 0);
     CHECK(received == producers * per_producer);

@@ -20,10 +20,10 @@ struct counted {
   static inline std::atomic<int> live{0};
   int value;
   explicit counted(int v) : value(v) { ++live; }
-  counted(const counted &other) : value(other.value) { ++live; }
-  counted(counted &&other) noexcept : value(other.value) { ++live; }
-  counted &operator=(const counted &) = default;
-  counted &operator=(counted &&) noexcept = default;
+  counted(const counted& other) : value(other.value) { ++live; }
+  counted(counted&& other) noexcept : value(other.value) { ++live; }
+  counted& operator=(const counted&) = default;
+  counted& operator=(counted&&) noexcept = default;
   ~counted() { --live; }
 };
 
@@ -31,13 +31,11 @@ struct counted {
 
 TEST_SUITE("simple_queue") {
 
-  TEST_CASE(
-      "a put never blocks and a put with a timeout returns true at once") {
+  TEST_CASE("a put never blocks and a put with a timeout returns true at once") {
     tandem::simple_queue<int> sut;
     auto start = std::chrono::steady_clock::now();
 
-    for (int i = 0; i < 10'000; ++i)
-      sut.put(i);
+    for (int i = 0; i < 10'000; ++i) sut.put(i);
     CHECK(sut.put(-1, 0s));
     CHECK(sut.put(-2, -1s));
     sut.put_nowait(-3);
@@ -79,8 +77,7 @@ TEST_SUITE("simple_queue") {
     REQUIRE(counted::live == 0);
     {
       tandem::simple_queue<counted> sut;
-      for (int i = 0; i < 50; ++i)
-        sut.put(counted{i});
+      for (int i = 0; i < 50; ++i) sut.put(counted{i});
       (void)sut.get();
       CHECK(counted::live == 49);
     }
@@ -100,20 +97,17 @@ TEST_SUITE("simple_queue") {
         sum += sut.get();
       });
     tandem::test::wait_until([&] {
-      for (auto &t : tids)
-        if (t.load() == 0)
-          return false;
+      for (auto& t : tids)
+        if (t.load() == 0) return false;
       return true;
     });
     std::vector<pid_t> ids;
-    for (auto &t : tids)
-      ids.push_back(t.load());
+    for (auto& t : tids) ids.push_back(t.load());
     CHECK(tandem::test::wait_until_blocked(ids));
     sut.put(1);
     sut.put(10);
     sut.put(100);
-    for (auto &t : getters)
-      t.join();
+    for (auto& t : getters) t.join();
 
     CHECK(sum == 111);
     CHECK(sut.empty());

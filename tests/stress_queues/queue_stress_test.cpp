@@ -36,50 +36,47 @@ namespace {
 
 constexpr int producers = 8;
 constexpr int consumers = 8;
-constexpr std::size_t bound =
-    100; // not a power of two: the ring is larger than the bound
+constexpr std::size_t bound = 100; // not a power of two: the ring is larger than the bound
 
 std::int64_t scaled(double n) {
-  return std::max<std::int64_t>(
-      1000, static_cast<std::int64_t>(n * tandem::test::stress_scale()));
+  return std::max<std::int64_t>(1000, static_cast<std::int64_t>(n * tandem::test::stress_scale()));
 }
 
 // Generous: a hang is a failure, a slow machine is not.
 std::chrono::seconds stress_limit() {
-  return std::chrono::seconds(
-      60 + static_cast<int>(600 * tandem::test::stress_scale()));
+  return std::chrono::seconds(60 + static_cast<int>(600 * tandem::test::stress_scale()));
 }
 
 /// One bit per id: which ids arrived, and how many arrived twice.
 class bitmap {
 public:
-  explicit bitmap(std::int64_t ids)
-      : words_(static_cast<std::size_t>(ids / 64 + 1)) {}
+  explicit bitmap(std::int64_t ids) : words_(static_cast<std::size_t>(ids / 64 + 1)) {}
 
   /// Marks `id`; returns false if it was marked already.
   bool mark(std::int64_t id) {
     auto bit = std::uint64_t{1} << (id % 64);
-    return (words_[static_cast<std::size_t>(id / 64)].fetch_or(
-                bit, std::memory_order_relaxed) &
+    return (words_[static_cast<std::size_t>(id / 64)].fetch_or(bit, std::memory_order_relaxed) &
             bit) == 0;
   }
 
   bool test(std::int64_t id) const {
     auto bit = std::uint64_t{1} << (id % 64);
-    return (words_[static_cast<std::size_t>(id / 64)].load(
-                std::memory_order_relaxed) &
-            bit) != 0;
+    return (words_[static_cast<std::size_t>(id / 64)].load(std::memory_order_relaxed) & bit) != 0;
   }
 
 private:
   std::vector<std::atomic<std::uint64_t>> words_;
 };
 
-template <class Q> constexpr bool is_fifo = false;
-template <class T> constexpr bool is_fifo<tandem::queue<T>> = true;
-template <class T> constexpr bool is_fifo<tandem::simple_queue<T>> = true;
+template <class Q>
+constexpr bool is_fifo = false;
+template <class T>
+constexpr bool is_fifo<tandem::queue<T>> = true;
+template <class T>
+constexpr bool is_fifo<tandem::simple_queue<T>> = true;
 
-template <class Q> std::unique_ptr<Q> make_bounded() {
+template <class Q>
+std::unique_ptr<Q> make_bounded() {
   if constexpr (std::is_constructible_v<Q, std::size_t>)
     return std::make_unique<Q>(bound);
   else
@@ -91,23 +88,23 @@ template <class Q> std::unique_ptr<Q> make_bounded() {
 // says so.
 struct tracked_item {
   std::int64_t id = -1;
-  bitmap *dropped = nullptr;
-  std::atomic<int> *drop_duplicates = nullptr;
+  bitmap* dropped = nullptr;
+  std::atomic<int>* drop_duplicates = nullptr;
 
-  tracked_item(std::int64_t i, bitmap *d, std::atomic<int> *dup)
+  tracked_item(std::int64_t i, bitmap* d, std::atomic<int>* dup)
       : id(i), dropped(d), drop_duplicates(dup) {}
-  tracked_item(tracked_item &&other) noexcept
+  tracked_item(tracked_item&& other) noexcept
       : id(std::exchange(other.id, -1)), dropped(other.dropped),
         drop_duplicates(other.drop_duplicates) {}
-  tracked_item &operator=(tracked_item &&other) noexcept {
+  tracked_item& operator=(tracked_item&& other) noexcept {
     release();
     id = std::exchange(other.id, -1);
     dropped = other.dropped;
     drop_duplicates = other.drop_duplicates;
     return *this;
   }
-  tracked_item(const tracked_item &) = delete;
-  tracked_item &operator=(const tracked_item &) = delete;
+  tracked_item(const tracked_item&) = delete;
+  tracked_item& operator=(const tracked_item&) = delete;
   ~tracked_item() { release(); }
 
   /// Takes the id out: the item is consumed.
@@ -115,8 +112,7 @@ struct tracked_item {
 
 private:
   void release() noexcept {
-    if (id >= 0 && !dropped->mark(id))
-      ++*drop_duplicates;
+    if (id >= 0 && !dropped->mark(id)) ++*drop_duplicates;
   }
 };
 
@@ -129,11 +125,9 @@ TYPE_TO_STRING_AS("simple_queue", tandem::simple_queue<std::int64_t>);
 
 TEST_SUITE("queue stress") {
 
-  TEST_CASE_TEMPLATE(
-      "eight producers and eight consumers deliver every item exactly once", Q,
-      tandem::queue<std::int64_t>, tandem::lifo_queue<std::int64_t>,
-      tandem::priority_queue<std::int64_t>,
-      tandem::simple_queue<std::int64_t>) {
+  TEST_CASE_TEMPLATE("eight producers and eight consumers deliver every item exactly once", Q,
+                     tandem::queue<std::int64_t>, tandem::lifo_queue<std::int64_t>,
+                     tandem::priority_queue<std::int64_t>, tandem::simple_queue<std::int64_t>) {
     tandem::test::watchdog guard{stress_limit()};
     const std::int64_t per_producer = scaled(1'000'000);
     const std::int64_t total = per_producer * producers;
@@ -148,8 +142,7 @@ TEST_SUITE("queue stress") {
     std::vector<std::thread> threads;
     for (int p = 0; p < producers; ++p)
       threads.emplace_back([&, p] {
-        for (std::int64_t i = 0; i < per_producer; ++i)
-          sut->put(p * per_producer + i);
+        for (std::int64_t i = 0; i < per_producer; ++i) sut->put(p * per_producer + i);
       });
     for (int c = 0; c < consumers; ++c)
       threads.emplace_back([&] {
@@ -158,13 +151,10 @@ TEST_SUITE("queue stress") {
         std::int64_t local_count = 0;
         for (;;) {
           std::int64_t id = sut->get();
-          if (id == sentinel)
-            break;
-          if (!seen.mark(id))
-            ++duplicates;
-          auto &l = last[static_cast<std::size_t>(id / per_producer)];
-          if (is_fifo<Q> && id <= l)
-            ++out_of_order;
+          if (id == sentinel) break;
+          if (!seen.mark(id)) ++duplicates;
+          auto& l = last[static_cast<std::size_t>(id / per_producer)];
+          if (is_fifo<Q> && id <= l) ++out_of_order;
           l = id;
           local_sum += id;
           ++local_count;
@@ -172,26 +162,22 @@ TEST_SUITE("queue stress") {
         sum += local_sum;
         received += local_count;
       });
-    for (int p = 0; p < producers; ++p)
-      threads[static_cast<std::size_t>(p)].join();
+    for (int p = 0; p < producers; ++p) threads[static_cast<std::size_t>(p)].join();
     // A LIFO or priority queue hands the sentinels out before older items, so
     // they go in only once the producers' items are all taken; a FIFO queue
     // hands them out last anyway.
     if constexpr (!is_fifo<Q>)
       tandem::test::wait_until([&] { return sut->empty(); }, stress_limit());
-    for (int c = 0; c < consumers; ++c)
-      sut->put(sentinel);
-    for (auto &t : threads)
-      if (t.joinable())
-        t.join();
+    for (int c = 0; c < consumers; ++c) sut->put(sentinel);
+    for (auto& t : threads)
+      if (t.joinable()) t.join();
 
     CHECK(received == total);
     CHECK(duplicates == 0);
     CHECK(out_of_order == 0);
     CHECK(sum == total * (total - 1) / 2);
     bool all_seen = true;
-    for (std::int64_t id = 0; id < total && all_seen; ++id)
-      all_seen = seen.test(id);
+    for (std::int64_t id = 0; id < total && all_seen; ++id) all_seen = seen.test(id);
     CHECK(all_seen);
     CHECK(sut->empty());
   }
@@ -204,12 +190,15 @@ TEST_SUITE("queue stress") {
   // No refused item is ever consumed or dropped, no item is duplicated, and
   // once the consumers have called task_done for what they took, join() returns
   // at once.
-  TEST_CASE(
-      "a shutdown in the middle of traffic loses and duplicates nothing") {
+  TEST_CASE("a shutdown in the middle of traffic loses and duplicates nothing") {
     tandem::test::watchdog guard{stress_limit()};
     bool immediate = false;
-    SUBCASE("plain shutdown") { immediate = false; }
-    SUBCASE("immediate shutdown") { immediate = true; }
+    SUBCASE("plain shutdown") {
+      immediate = false;
+    }
+    SUBCASE("immediate shutdown") {
+      immediate = true;
+    }
     const std::int64_t per_producer = scaled(1'000'000);
     const std::int64_t total = per_producer * producers;
     tandem::queue<tracked_item> sut{bound};
@@ -229,9 +218,8 @@ TEST_SUITE("queue stress") {
           tracked_item item{p * per_producer + i, &dropped, &drop_duplicates};
           try {
             sut.put(std::move(item));
-          } catch (const tandem::shut_down_error &) {
-            if (item.take() !=
-                p * per_producer + i) // refused: still ours, and untouched
+          } catch (const tandem::shut_down_error&) {
+            if (item.take() != p * per_producer + i) // refused: still ours, and untouched
               ++untouched_violations;
             break;
           }
@@ -245,24 +233,20 @@ TEST_SUITE("queue stress") {
           std::int64_t id = -1;
           try {
             id = sut.get().take();
-          } catch (const tandem::shut_down_error &) {
+          } catch (const tandem::shut_down_error&) {
             break;
           }
-          if (!consumed.mark(id))
-            ++duplicates;
-          auto &l = last[static_cast<std::size_t>(id / per_producer)];
-          if (id <= l)
-            ++out_of_order;
+          if (!consumed.mark(id)) ++duplicates;
+          auto& l = last[static_cast<std::size_t>(id / per_producer)];
+          if (id <= l) ++out_of_order;
           l = id;
           ++consumed_count;
           sut.task_done();
         }
       });
-    tandem::test::wait_until([&] { return consumed_count.load() >= total / 3; },
-                             stress_limit());
+    tandem::test::wait_until([&] { return consumed_count.load() >= total / 3; }, stress_limit());
     sut.shutdown(immediate);
-    for (auto &t : threads)
-      t.join();
+    for (auto& t : threads) t.join();
 
     CHECK(duplicates == 0);
     CHECK(drop_duplicates == 0);
@@ -294,15 +278,13 @@ TEST_SUITE("queue stress") {
     CHECK(both == 0);
     CHECK(refused_seen == 0);
     CHECK(consumed_count + dropped_total == accepted_total);
-    if (!immediate)
-      CHECK(dropped_total == 0);
+    if (!immediate) CHECK(dropped_total == 0);
     CHECK(sut.empty());
     CHECK(sut.unfinished_tasks() == 0);
     CHECK(sut.join(0s));
   }
 
-  TEST_CASE(
-      "join under load returns only when every task put before it is done") {
+  TEST_CASE("join under load returns only when every task put before it is done") {
     tandem::test::watchdog guard{stress_limit()};
     constexpr int workers = 4;
     constexpr int joiners = 2;
@@ -330,7 +312,7 @@ TEST_SUITE("queue stress") {
         for (;;) {
           try {
             (void)sut.get();
-          } catch (const tandem::shut_down_error &) {
+          } catch (const tandem::shut_down_error&) {
             return;
           }
           ++tasks_done; // before task_done: a join that returns sees at least
@@ -344,19 +326,16 @@ TEST_SUITE("queue stress") {
           auto before = put_done.load();
           if (sut.join(1ms)) {
             ++joins_returned;
-            if (tasks_done.load() < before)
-              ++early_returns;
+            if (tasks_done.load() < before) ++early_returns;
           }
         }
       });
-    for (auto &t : producer_threads)
-      t.join();
+    for (auto& t : producer_threads) t.join();
     sut.join();
     auto done_at_join = tasks_done.load();
     producing = false;
     sut.shutdown();
-    for (auto &t : others)
-      t.join();
+    for (auto& t : others) t.join();
 
     CHECK(done_at_join == total);
     CHECK(early_returns == 0);
