@@ -610,6 +610,17 @@ private:
 
 } // namespace
 
+namespace detail {
+
+thread_state* current_started_state() noexcept {
+  if (current_handle == nullptr)
+    return nullptr;
+  auto* st = thread_access::state(*current_handle).get();
+  return st != nullptr && st->kind == thread_kind::started ? st : nullptr;
+}
+
+} // namespace detail
+
 thread& current_thread() {
   if (current_handle != nullptr) return *current_handle;
   auto& reg = the_registry();

@@ -85,15 +85,10 @@ namespace detail {
 
 namespace {
 
-// The state of the calling thread when tandem started it; null otherwise.
+// The state of the calling thread when tandem started it; null otherwise (without registering
+// CAF workers or other foreign threads as Dummy threads).
 thread_state* started_state() noexcept {
-  try {
-    auto& st = thread_access::state(current_thread());
-    if (st && st->kind == thread_kind::started)
-      return st.get();
-  } catch (...) {
-  }
-  return nullptr;
+  return current_started_state();
 }
 
 } // namespace

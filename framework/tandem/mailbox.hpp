@@ -136,8 +136,10 @@ public:
   // -- sending --------------------------------------------------------------------------------
 
   /// Sends a message made of `xs` (caf::make_message(xs...)), blocking while the mailbox is
-  /// full. The sender is the calling thread's actor (so the receiver can reply) when the calling
-  /// thread is a tandem thread, none otherwise. Throws shut_down_error on a shut-down mailbox.
+  /// full. The sender is the calling thread's actor when it already has one (it has called
+  /// thread::actor(), or talked to CAF actors: send_to, a reply, monitor), none otherwise: a plain
+  /// send never starts an actor system. To be answered, use tandem::send_to(other.actor(), ...).
+  /// Throws shut_down_error on a shut-down mailbox.
   ///
   ///   mb.send(std::string{"job"}, 3);
   template <class T, class... Ts>

@@ -32,6 +32,11 @@
 // Lifetime hazards: CAF's actor_system destructor waits for every actor to finish, so an actor
 // that never quits makes the runtime's destructor hang (unless a shutdown() with a deadline
 // failed; see there). A reference from current() dangles once that runtime is destroyed.
+// Threads still running when the runtime is destroyed (daemon threads, or threads a shutdown()
+// gave up on) must no longer touch actors: their thread actors and the CAF workers they route
+// through belong to the destroyed system. shutdown() requests their stop tokens on the calling
+// thread, so std::stop_callbacks registered on those tokens must not block, or shutdown()
+// cannot keep its deadline.
 #pragma once
 
 #include <tandem/timeout.hpp>

@@ -221,8 +221,9 @@ public:
   tandem::mailbox& mailbox();
 
   /// Puts caf::make_message(xs...) into the thread's mailbox, from any thread; blocks while the
-  /// mailbox is full. Inside a tandem thread the message carries the sending thread's actor as
-  /// its sender, so handlers can reply. Throws shut_down_error once the thread has ended.
+  /// mailbox is full. The message carries the sending thread's actor as its sender only when that
+  /// thread already has one (see mailbox::send); for an answer, send with
+  /// tandem::send_to(worker.actor(), ...). Throws shut_down_error once the thread has ended.
   ///
   ///   worker.send(std::string{"job"}, 42);
   template <class... Ts>

@@ -54,9 +54,14 @@ public:
     : deadline_(from_duration(d)) {}
 
   /// An absolute deadline on the steady clock.
+  constexpr timeout(time_point tp) noexcept : deadline_(tp) {} // NOLINT
+
+  /// An absolute deadline on the steady clock in another unit. A deadline past the clock's range
+  /// means forever; a NaN deadline is a value_error.
   template <class Duration>
-  constexpr timeout(std::chrono::time_point<clock, Duration> tp) noexcept // NOLINT
-    : deadline_(std::chrono::time_point_cast<duration>(tp)) {}
+    requires(!std::is_same_v<Duration, duration>)
+  timeout(std::chrono::time_point<clock, Duration> tp) // NOLINT
+    : deadline_(from_ns(std::chrono::duration_cast<ld_ns>(tp.time_since_epoch()).count())) {}
 
   /// The deadline `tp` of any clock. A steady_clock deadline is kept as is; any other clock's
   /// deadline becomes the duration left until it, measured now on that clock (as the standard asks
@@ -66,10 +71,10 @@ public:
     if constexpr (std::is_same_v<Clock, clock>) {
       return timeout{tp};
     } else {
-      auto now = Clock::now();
-      if (tp <= now)
-        return immediate();
-      return timeout{tp - now};
+      // In long double, so that no unit conversion between the clocks can overflow.
+      auto left = std::chrono::duration_cast<ld_ns>(tp.time_since_epoch()) -
+                  std::chrono::duration_cast<ld_ns>(Clock::now().time_since_epoch());
+      return timeout{left};
     }
   }
 
@@ -98,16 +103,17 @@ public:
   friend constexpr bool operator==(const timeout&, const timeout&) noexcept = default;
 
 private:
+  using ld_ns = std::chrono::duration<long double, std::nano>;
+
   template <class Rep, class Period>
   static time_point from_duration(std::chrono::duration<Rep, Period> d) {
-    auto now = clock::now();
     if constexpr (std::is_floating_point_v<Rep>) {
       if (std::isnan(d.count()))
         detail::throw_nan_timeout();
     }
     // Compare in long double nanoseconds: no integer cast of an arbitrary duration can overflow.
-    using ld_ns = std::chrono::duration<long double, std::nano>;
     auto ns = std::chrono::duration_cast<ld_ns>(d).count();
+    auto now = clock::now();
     if (ns <= 0)
       return now;
     auto room = static_cast<long double>((time_point::max() - now).count());
@@ -116,6 +122,17 @@ private:
     if (ns >= room || ns >= cap)
       return time_point::max();
     return now + duration{static_cast<duration::rep>(std::ceil(ns))};
+  }
+
+  // A deadline given as nanoseconds since the clock's epoch, saturated to the clock's range.
+  static time_point from_ns(long double ns) {
+    if (std::isnan(ns))
+      detail::throw_nan_timeout();
+    if (ns >= static_cast<long double>(time_point::max().time_since_epoch().count()))
+      return time_point::max();
+    if (ns <= static_cast<long double>(time_point::min().time_since_epoch().count()))
+      return time_point::min();
+    return time_point{duration{static_cast<duration::rep>(std::ceil(ns))}};
   }
 
   time_point deadline_ = time_point::max();

@@ -102,3 +102,28 @@ TEST_CASE("buffer_too_short_error keeps the whole message and segment_error the 
 }
 
 }
+
+TEST_SUITE("timeout") {
+
+TEST_CASE("deadlines in coarse units saturate instead of wrapping") {
+  using hours_tp = std::chrono::time_point<clock_type, std::chrono::hours>;
+  CHECK(tandem::timeout{hours_tp::max()}.is_forever());
+  CHECK(tandem::timeout{hours_tp::min()}.expired());
+  auto soon = std::chrono::time_point_cast<std::chrono::seconds>(clock_type::now()) + 3600s;
+  tandem::timeout sut{soon};
+  CHECK_FALSE(sut.expired());
+  CHECK(sut.deadline() == soon);
+}
+
+TEST_CASE("until converts another clock's deadline without overflow") {
+  auto sut = tandem::timeout::until(std::chrono::system_clock::now() + 1h);
+  CHECK(sut.remaining() > 59min);
+  CHECK(sut.remaining() <= 1h);
+  // system_clock's end is about 236 years away: a far deadline, not a wrapped one.
+  auto far = tandem::timeout::until(std::chrono::system_clock::time_point::max());
+  CHECK(far.remaining() > std::chrono::hours{24 * 365 * 200});
+  CHECK(tandem::timeout::until(std::chrono::system_clock::time_point::min()).expired());
+  CHECK(tandem::timeout::until(std::chrono::system_clock::now() - 1s).expired());
+}
+
+}

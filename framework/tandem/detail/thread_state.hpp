@@ -249,6 +249,10 @@ private:
   std::string name_; // guarded by mtx
 };
 
+/// The state of the calling thread when tandem::thread::start() started it; null in any other
+/// thread. Unlike current_thread(), never registers the calling thread.
+thread_state* current_started_state() noexcept;
+
 /// A thread_state that carries its target: one allocation holds both.
 template <class F>
 class thread_state_with_target final : public thread_state {
