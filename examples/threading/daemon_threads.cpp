@@ -71,7 +71,7 @@ void listener(std::stop_token stop, tandem::queue<std::string>* inbox) {
 // Daemon: ignores stop requests (its target takes no stop token). The program ends anyway and
 // abandons it mid-loop, as Python abandons daemon threads: a daemon must not hold anything that
 // needs cleaning up. It touches only its own stack.
-void stubborn() {
+void obstinate() {
   for (;;) std::this_thread::sleep_for(100ms);
 }
 
@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
   }
   tandem::thread beat{{.name = "heartbeat", .daemon = true}, heartbeat};
   tandem::thread ear{{.name = "listener", .daemon = true}, listener, &inbox};
-  tandem::thread mule{{.name = "stubborn", .daemon = true}, stubborn};
+  tandem::thread mule{{.name = "obstinate", .daemon = true}, obstinate};
   for (auto* t : {&beat, &ear, &mule}) {
     t->start();
     std::printf("started: %s (daemon: %s)\n", t->name().c_str(), t->daemon() ? "yes" : "no");
@@ -113,10 +113,10 @@ int main(int argc, char** argv) {
                  "every daemon thread got a stop request");
 
   // Not needed in a real program, which would simply return: a moment's wait shows that the
-  // daemons that honour their stop token end cleanly, and that the stubborn one is still running.
+  // daemons that honour their stop token end cleanly, and that the obstinate one is still running.
   example::check(beat.join(5s) && heartbeat_stopped.load(), "the heartbeat stopped on request");
   example::check(ear.join(5s) && listener_stopped.load(), "the listener's blocking get() stopped");
   example::check(mule.is_alive(), "a daemon that ignores the request is left running");
-  std::printf("the stubborn daemon is still running; main returns anyway\n");
+  std::printf("the obstinate daemon is still running; main returns anyway\n");
   return example::exit_status();
 }
