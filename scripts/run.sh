@@ -31,9 +31,16 @@ install_deps() {
 
 jobs=$(nproc 2>/dev/null || echo 2)
 
+# build PRESET [TARGET...]: configure and build the preset (only TARGETs when given).
 build() {
-  cmake --preset "$1" >/dev/null
-  cmake --build --preset "$1" -j "$jobs"
+  local preset=$1
+  shift
+  cmake --preset "$preset" >/dev/null
+  if [ $# -gt 0 ]; then
+    cmake --build --preset "$preset" -j "$jobs" --target "$@"
+  else
+    cmake --build --preset "$preset" -j "$jobs"
+  fi
 }
 
 cmd=${1:-test}
@@ -44,7 +51,7 @@ case "$cmd" in
     ;;
   pipeline)
     install_deps
-    build release
+    build release pipeline
     exec build/release/examples/pipeline/pipeline "$@"
     ;;
   test)
@@ -66,7 +73,7 @@ case "$cmd" in
     ;;
   bench)
     install_deps
-    build release
+    build release tandem_bench_threading tandem_bench_actor
     exec python3 bench/report.py --build build/release "$@"
     ;;
   *)
