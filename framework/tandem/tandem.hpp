@@ -27,3 +27,7 @@
 #include <tandem/runtime.hpp>
 #include <tandem/thread.hpp>
 #include <tandem/timer.hpp>
+
+// multiprocessing
+#include <tandem/mp/connection.hpp>
+#include <tandem/mp/pipe.hpp>

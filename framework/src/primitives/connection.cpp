@@ -1,0 +1,334 @@
+// tandem::mp::connection and tandem::mp::pipe: framed byte messages over a socket or a pipe.
+#include <tandem/mp/connection.hpp>
+#include <tandem/mp/pipe.hpp>
+
+#include <array>
+#include <cerrno>
+#include <csignal>
+#include <cstdint>
+#include <ctime>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stop_token>
+#include <string>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <system_error>
+#include <unistd.h>
+#include <utility>
+
+namespace tandem::mp {
+
+namespace {
+
+[[noreturn]] void throw_errno(int err, const std::string& what) {
+  throw error(std::error_code(err, std::system_category()), what);
+}
+
+// Blocks SIGPIPE in the calling thread for the lifetime of the guard and swallows a SIGPIPE that
+// the guarded write raised, so writing to a pipe whose reader is gone fails with EPIPE instead of
+// killing the process. A SIGPIPE that was already pending before is left alone.
+class sigpipe_guard {
+public:
+  sigpipe_guard() noexcept {
+    sigemptyset(&pipe_set_);
+    sigaddset(&pipe_set_, SIGPIPE);
+    sigset_t pending;
+    sigemptyset(&pending);
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    blocked_ = pthread_sigmask(SIG_BLOCK, &pipe_set_, &old_) == 0;
+  }
+
+  sigpipe_guard(const sigpipe_guard&) = delete;
+  sigpipe_guard& operator=(const sigpipe_guard&) = delete;
+
+  // Called after a write failed with EPIPE: consumes the SIGPIPE it raised, if any.
+  void consume() noexcept {
+    if (was_pending_) return;
+    timespec zero{0, 0};
+    while (sigtimedwait(&pipe_set_, nullptr, &zero) < 0 && errno == EINTR) {
+    }
+  }
+
+  ~sigpipe_guard() {
+    if (blocked_) pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+
+private:
+  sigset_t pipe_set_{};
+  sigset_t old_{};
+  bool was_pending_ = false;
+  bool blocked_ = false;
+};
+
+} // namespace
+
+// -- construction -----------------------------------------------------------------------------
+
+connection::connection(int fd, bool readable, bool writable)
+    : fd_(fd), readable_(readable), writable_(writable) {
+  if (fd < 0) throw value_error("connection: invalid file descriptor " + std::to_string(fd));
+  if (!readable && !writable) {
+    ::close(fd);
+    fd_ = -1;
+    throw value_error("connection: at least one of readable and writable must be true");
+  }
+  struct stat st {};
+  socket_ = ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+connection::connection(connection&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), readable_(other.readable_), writable_(other.writable_),
+      socket_(other.socket_), broken_(other.broken_), max_message_size_(other.max_message_size_) {}
+
+connection& connection::operator=(connection&& other) noexcept {
+  if (this != &other) {
+    close();
+    fd_ = std::exchange(other.fd_, -1);
+    readable_ = other.readable_;
+    writable_ = other.writable_;
+    socket_ = other.socket_;
+    broken_ = other.broken_;
+    max_message_size_ = other.max_message_size_;
+  }
+  return *this;
+}
+
+connection::~connection() {
+  close();
+}
+
+void connection::close() noexcept {
+  if (fd_ >= 0) {
+    // Linux releases the descriptor even when close() reports EINTR: never retry.
+    ::close(fd_);
+    fd_ = -1;
+  }
+}
+
+int connection::fileno() const {
+  if (fd_ < 0) throw usage_error("connection: handle is closed");
+  return fd_;
+}
+
+void connection::check_readable() const {
+  if (fd_ < 0) throw usage_error("connection: handle is closed");
+  if (!readable_)
+    throw usage_error("connection is write-only: receive on the other end of the pipe");
+  if (broken_)
+    throw usage_error("connection is unusable after an earlier receive error left the stream at "
+                      "an unknown position: close it");
+}
+
+void connection::check_writable() const {
+  if (fd_ < 0) throw usage_error("connection: handle is closed");
+  if (!writable_) throw usage_error("connection is read-only: send on the other end of the pipe");
+}
+
+// -- sending ----------------------------------------------------------------------------------
+
+void connection::send_bytes(std::span<const std::byte> buf, std::size_t offset,
+                            std::optional<std::size_t> size) {
+  check_writable();
+  if (offset > buf.size())
+    throw value_error("send_bytes: offset " + std::to_string(offset) +
+                      " is past the end of a buffer of " + std::to_string(buf.size()) + " bytes");
+  std::size_t n = size.value_or(buf.size() - offset);
+  if (n > buf.size() - offset)
+    throw value_error("send_bytes: offset + size exceeds the buffer length of " +
+                      std::to_string(buf.size()) + " bytes");
+  auto body = buf.subspan(offset, n);
+
+  detail::frame::header_buffer header{};
+  std::size_t header_size = detail::frame::encode_header(n, header);
+
+  // One writev per attempt so that a small message goes out in one system call.
+  iovec iov[2] = {{header.data(), header_size},
+                  {const_cast<std::byte*>(body.data()), body.size()}}; // NOLINT: iovec is not const
+  int first = 0;
+  int count = body.empty() ? 1 : 2;
+  std::optional<sigpipe_guard> guard;
+  if (!socket_) guard.emplace();
+  while (first < count) {
+    ssize_t written = 0;
+    if (socket_) {
+      msghdr msg{};
+      msg.msg_iov = iov + first;
+      msg.msg_iovlen = static_cast<std::size_t>(count - first);
+      written = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    } else {
+      written = ::writev(fd_, iov + first, count - first);
+    }
+    if (written < 0) {
+      int err = errno;
+      if (err == EINTR) continue;
+      if (err == EPIPE && guard) guard->consume();
+      // A reset peer is reported as EPIPE too, so callers test for one code.
+      if (err == EPIPE || err == ECONNRESET)
+        throw_errno(EPIPE, "send_bytes: the other end of the pipe is closed");
+      throw_errno(err, "send_bytes: write failed");
+    }
+    auto left = static_cast<std::size_t>(written);
+    while (first < count && left >= iov[first].iov_len) {
+      left -= iov[first].iov_len;
+      ++first;
+    }
+    if (first < count) {
+      iov[first].iov_base = static_cast<std::byte*>(iov[first].iov_base) + left;
+      iov[first].iov_len -= left;
+    }
+  }
+}
+
+// -- receiving --------------------------------------------------------------------------------
+
+std::size_t connection::read_some(std::span<std::byte> out) {
+  for (;;) {
+    ssize_t got = ::read(fd_, out.data(), out.size());
+    if (got >= 0) return static_cast<std::size_t>(got);
+    if (errno == EINTR) continue;
+    if (errno == ECONNRESET) return 0; // the peer is gone: the same as end of file
+    throw_errno(errno, "recv_bytes: read failed");
+  }
+}
+
+void connection::fail(const bad_message_error& e) {
+  broken_ = true;
+  throw e;
+}
+
+std::size_t connection::recv_header() {
+  std::array<std::byte, detail::frame::short_header_size> head{};
+  std::size_t got = 0;
+  while (got < head.size()) {
+    std::size_t n = read_some(std::span{head}.subspan(got));
+    if (n == 0) {
+      if (got == 0)
+        throw eof_error("recv_bytes: the other end of the pipe is closed and every message was "
+                        "read");
+      fail(bad_message_error("recv_bytes: the other end closed in the middle of a header"));
+    }
+    got += n;
+  }
+  try {
+    auto h = detail::frame::decode_short(head, max_message_size_);
+    if (!h.extended) return static_cast<std::size_t>(h.length);
+    std::array<std::byte, detail::frame::extended_header_size> ext{};
+    recv_body(ext);
+    return static_cast<std::size_t>(detail::frame::decode_extended(ext, max_message_size_));
+  } catch (const bad_message_error& e) {
+    fail(e);
+  }
+}
+
+void connection::recv_body(std::span<std::byte> out) {
+  std::size_t got = 0;
+  while (got < out.size()) {
+    std::size_t n = read_some(out.subspan(got));
+    if (n == 0)
+      fail(bad_message_error("recv_bytes: the other end closed in the middle of a message of " +
+                             std::to_string(out.size()) + " bytes"));
+    got += n;
+  }
+}
+
+std::vector<std::byte> connection::recv_bytes(std::optional<std::size_t> maxlength) {
+  check_readable();
+  std::size_t n = recv_header();
+  if (maxlength && n > *maxlength) {
+    // The body is still in the stream, so the next header cannot be found: as Python, give up on
+    // the connection.
+    broken_ = true;
+    throw value_error("recv_bytes: bad message length: " + std::to_string(n) +
+                      " bytes exceeds maxlength " + std::to_string(*maxlength) +
+                      "; the connection is now unusable");
+  }
+  std::vector<std::byte> out(n);
+  recv_body(out);
+  return out;
+}
+
+std::size_t connection::recv_bytes_into(std::span<std::byte> buf, std::size_t offset) {
+  check_readable();
+  if (offset > buf.size())
+    throw value_error("recv_bytes_into: offset " + std::to_string(offset) +
+                      " is past the end of a buffer of " + std::to_string(buf.size()) + " bytes");
+  std::size_t n = recv_header();
+  if (n > buf.size() - offset) {
+    std::vector<std::byte> whole(n);
+    recv_body(whole);
+    throw buffer_too_short_error(
+        "recv_bytes_into: a message of " + std::to_string(n) + " bytes does not fit in " +
+            std::to_string(buf.size() - offset) + " bytes; the message is in the exception",
+        std::move(whole));
+  }
+  recv_body(buf.subspan(offset, n));
+  return n;
+}
+
+bool connection::poll(timeout t) {
+  check_readable();
+  return wait_readable(-1, t);
+}
+
+bool connection::poll(std::stop_token st, timeout t) {
+  check_readable();
+  if (!st.stop_possible()) return wait_readable(-1, t);
+  if (st.stop_requested()) return false;
+  // The stop callback wakes ppoll through an eventfd, so a stop is seen at once rather than at
+  // the next timeout slice.
+  int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (efd < 0) throw_errno(errno, "poll: eventfd failed");
+  struct fd_closer {
+    int fd;
+    ~fd_closer() { ::close(fd); }
+  } closer{efd};
+  std::stop_callback on_stop{st, [efd]() noexcept {
+                               std::uint64_t one = 1;
+                               [[maybe_unused]] auto rc = ::write(efd, &one, sizeof one);
+                             }};
+  bool ready = wait_readable(efd, t);
+  return ready && !st.stop_requested();
+}
+
+bool connection::wait_readable(int stop_fd, timeout t) {
+  std::array<pollfd, 2> pfds{{{fd_, POLLIN, 0}, {stop_fd, POLLIN, 0}}};
+  nfds_t count = stop_fd < 0 ? 1 : 2;
+  for (;;) {
+    timespec ts{};
+    timespec* tsp = nullptr;
+    if (!t.is_forever()) {
+      auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(t.remaining());
+      ts.tv_sec = static_cast<time_t>(left.count() / 1'000'000'000);
+      ts.tv_nsec = static_cast<long>(left.count() % 1'000'000'000);
+      tsp = &ts;
+    }
+    int rc = ::ppoll(pfds.data(), count, tsp, nullptr);
+    if (rc > 0) {
+      if (count == 2 && pfds[1].revents != 0) return false;
+      return (pfds[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
+    }
+    if (rc == 0) return false;
+    // Interrupted: poll again with what is left of the same deadline.
+    if (errno != EINTR) throw_errno(errno, "poll failed");
+  }
+}
+
+// -- pipe -------------------------------------------------------------------------------------
+
+std::pair<connection, connection> pipe(bool duplex) {
+  int fds[2] = {-1, -1};
+  if (duplex) {
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+      throw_errno(errno, "pipe: socketpair failed");
+    return {connection{fds[0], true, true}, connection{fds[1], true, true}};
+  }
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno(errno, "pipe: pipe2 failed");
+  return {connection{fds[0], true, false}, connection{fds[1], false, true}};
+}
+
+} // namespace tandem::mp

@@ -1,0 +1,21 @@
+// tandem::mp::pipe: Python's `multiprocessing.Pipe(duplex)`, a pair of connected connections.
+//
+//   auto [a, b] = tandem::mp::pipe();             // duplex: both ends send and receive
+//   auto [reader, writer] = tandem::mp::pipe(false); // reader only receives, writer only sends
+//
+// A duplex pipe is a socketpair(AF_UNIX, SOCK_STREAM); a one-way pipe is a pipe(2) and, as in
+// Python, the first connection is the read end and the second the write end. Both descriptors are
+// close-on-exec. Throws tandem::error with the errno when the descriptors cannot be created
+// (EMFILE, ENFILE).
+#pragma once
+
+#include <tandem/mp/connection.hpp>
+
+#include <utility>
+
+namespace tandem::mp {
+
+/// A connected pair of connections; see the file comment.
+std::pair<connection, connection> pipe(bool duplex = true);
+
+} // namespace tandem::mp
