@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <mutex>
 #include <string>
 
 namespace tandem {
@@ -23,36 +24,13 @@ namespace tandem {
 namespace {
 
 // Holds the mailbox's futex_mutex for a scope; unlock() and lock() let a wait drop it to spin.
-class box_lock {
-public:
-  explicit box_lock(detail::futex_mutex& m) noexcept : mtx_(m) { mtx_.lock(); }
-  box_lock(const box_lock&) = delete;
-  box_lock& operator=(const box_lock&) = delete;
-  ~box_lock() {
-    if (owns_) mtx_.unlock();
-  }
-
-  void lock() noexcept {
-    mtx_.lock();
-    owns_ = true;
-  }
-
-  void unlock() noexcept {
-    owns_ = false;
-    mtx_.unlock();
-  }
-
-  detail::futex_mutex& mutex() noexcept { return mtx_; }
-
-private:
-  detail::futex_mutex& mtx_;
-  bool owns_ = true;
-};
+using box_lock = std::unique_lock<detail::futex_mutex>;
 
 // Spinning before sleeping. A thread in a conversation with a CAF actor on another core gets
 // the next message within a microsecond or two of its reply, but only while the actor's worker
-// is still polling; once that worker has fallen asleep (CAF's work-stealing workers sleep 50 us
-// at a time after a short busy poll), the next message comes ~100-150 us later. A receiver that
+// is still polling; once that worker has fallen asleep (with CAF's default settings its
+// work-stealing workers sleep 50 us at a time after a short busy poll; tandem::runtime makes them
+// sleep on a condition variable instead), the next message comes much later. A receiver that
 // sleeps then is woken late too, replies late, finds the worker asleep again, and the
 // conversation settles at one exchange per worker nap. So a receiver spins adaptively: the
 // budget doubles whenever spinning that long (up to max_spin) would catch the message, and halves
@@ -104,7 +82,7 @@ wait_status box_wait(detail::futex_condvar& cv, box_lock& lk, Ready ready, Hint 
       return wait_status::ready;
     }
     if (st != nullptr && st->stop_requested()) return wait_status::stopped;
-    bool in_time = st != nullptr ? cv.wait(lk.mutex(), t, *st) : cv.wait(lk.mutex(), t);
+    bool in_time = st != nullptr ? cv.wait(*lk.mutex(), t, *st) : cv.wait(*lk.mutex(), t);
     if (!in_time && !ready()) return wait_status::timed_out;
   }
 }
@@ -254,8 +232,8 @@ void mailbox::envelope::reply_message(caf::message msg) {
     return;
   }
   if (x.sender)
-    x.sender->enqueue(caf::make_mailbox_element(detail::current_actor_ptr_for_actors(), x.mid.response_id(),
-                                                {}, std::move(msg)),
+    x.sender->enqueue(caf::make_mailbox_element(detail::current_actor_ptr_for_actors(),
+                                                x.mid.response_id(), {}, std::move(msg)),
                       unit);
 }
 

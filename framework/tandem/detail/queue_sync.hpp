@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <mutex>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -78,29 +79,7 @@ private:
 };
 
 /// Holds a queue_mutex for a scope; unlock() and lock() let a waiter drop it while it sleeps.
-class queue_lock {
-public:
-  explicit queue_lock(queue_mutex& m) noexcept : mtx_(m) { mtx_.lock(); }
-  queue_lock(const queue_lock&) = delete;
-  queue_lock& operator=(const queue_lock&) = delete;
-  ~queue_lock() {
-    if (owns_) mtx_.unlock();
-  }
-
-  void lock() noexcept {
-    mtx_.lock();
-    owns_ = true;
-  }
-
-  void unlock() noexcept {
-    owns_ = false;
-    mtx_.unlock();
-  }
-
-private:
-  queue_mutex& mtx_;
-  bool owns_ = true;
-};
+using queue_lock = std::unique_lock<queue_mutex>;
 
 enum class queue_wait_status { ready, timed_out, stopped };
 
