@@ -30,8 +30,7 @@ public:
       std::lock_guard guard{s.mtx};
       has_actor = static_cast<bool>(s.actor);
     }
-    if (!has_actor)
-      box_->shutdown(true);
+    if (!has_actor) box_->shutdown(true);
   }
 
   const std::shared_ptr<tandem::mailbox>& box() const noexcept { return box_; }
@@ -44,8 +43,7 @@ private:
 const std::shared_ptr<tandem::mailbox>& ensure_mailbox(detail::thread_state& s) {
   if (!s.mailbox) {
     auto box = std::make_shared<tandem::mailbox>(s.options.mailbox_capacity);
-    if (s.exited)
-      box->shutdown(true);
+    if (s.exited) box->shutdown(true);
     s.mailbox = std::make_shared<mailbox_attachment>(std::move(box));
   }
   // Only this file fills the slot.
@@ -55,14 +53,11 @@ const std::shared_ptr<tandem::mailbox>& ensure_mailbox(detail::thread_state& s) 
 // The thread's actor; makes it on first use, named `name` (read before taking s.mtx, which
 // thread_state::name() takes too). Requires: s.mtx held.
 caf::actor ensure_actor(detail::thread_state& s, std::string name) {
-  if (auto self = detail::thread_actor_of(s.actor.get()))
-    return self;
+  if (auto self = detail::thread_actor_of(s.actor.get())) return self;
   auto box = ensure_mailbox(s);
-  auto self =
-    detail::make_thread_actor(runtime::current().system(), box, std::move(name), s.stop);
+  auto self = detail::make_thread_actor(runtime::current().system(), box, std::move(name), s.stop);
   s.actor = detail::make_thread_actor_attachment(self);
-  if (s.exited)
-    detail::terminate_thread_actor(self, s.exit_exception);
+  if (s.exited) detail::terminate_thread_actor(self, s.exit_exception);
   return self;
 }
 
@@ -95,15 +90,13 @@ thread_state* started_state() noexcept {
 
 bool adopt_thread_identity() noexcept {
   auto* s = started_state();
-  if (s == nullptr)
-    return false;
+  if (s == nullptr) return false;
   try {
     caf::actor self;
     auto name = s->name();
     {
       std::lock_guard guard{s->mtx};
-      if (s->exited)
-        return false;
+      if (s->exited) return false;
       self = ensure_actor(*s, std::move(name));
     }
     set_thread_identity(self);
@@ -115,8 +108,7 @@ bool adopt_thread_identity() noexcept {
 
 mailbox* current_thread_mailbox() noexcept {
   auto* s = started_state();
-  if (s == nullptr)
-    return nullptr;
+  if (s == nullptr) return nullptr;
   try {
     std::lock_guard guard{s->mtx};
     return ensure_mailbox(*s).get();

@@ -88,8 +88,8 @@ void reply(Ts&&... xs) {
 template <class... Ts>
 void send_to(const caf::actor& dest, Ts&&... xs) {
   if (!dest) return;
-  dest->enqueue(caf::make_mailbox_element(detail::current_actor_ptr_for_actors(), caf::make_message_id(), {},
-                                          std::forward<Ts>(xs)...),
+  dest->enqueue(caf::make_mailbox_element(detail::current_actor_ptr_for_actors(),
+                                          caf::make_message_id(), {}, std::forward<Ts>(xs)...),
                 detail::current_execution_unit());
 }
 

@@ -51,7 +51,7 @@ public:
   /// A deadline `d` from now. Negative and zero durations give an immediate deadline.
   template <class Rep, class Period>
   timeout(std::chrono::duration<Rep, Period> d) // NOLINT(google-explicit-constructor)
-    : deadline_(from_duration(d)) {}
+      : deadline_(from_duration(d)) {}
 
   /// An absolute deadline on the steady clock.
   constexpr timeout(time_point tp) noexcept : deadline_(tp) {} // NOLINT
@@ -59,9 +59,9 @@ public:
   /// An absolute deadline on the steady clock in another unit. A deadline past the clock's range
   /// means forever; a NaN deadline is a value_error.
   template <class Duration>
-    requires(!std::is_same_v<Duration, duration>)
-  timeout(std::chrono::time_point<clock, Duration> tp) // NOLINT
-    : deadline_(from_ns(std::chrono::duration_cast<ld_ns>(tp.time_since_epoch()).count())) {}
+  requires(!std::is_same_v<Duration, duration>)
+      timeout(std::chrono::time_point<clock, Duration> tp) // NOLINT
+      : deadline_(from_ns(std::chrono::duration_cast<ld_ns>(tp.time_since_epoch()).count())) {}
 
   /// The deadline `tp` of any clock. A steady_clock deadline is kept as is; any other clock's
   /// deadline becomes the duration left until it, measured now on that clock (as the standard asks
@@ -94,8 +94,7 @@ public:
 
   /// Time left until the deadline: zero once expired, duration::max() when forever.
   duration remaining() const noexcept {
-    if (is_forever())
-      return duration::max();
+    if (is_forever()) return duration::max();
     auto now = clock::now();
     return now >= deadline_ ? duration::zero() : deadline_ - now;
   }
@@ -108,26 +107,22 @@ private:
   template <class Rep, class Period>
   static time_point from_duration(std::chrono::duration<Rep, Period> d) {
     if constexpr (std::is_floating_point_v<Rep>) {
-      if (std::isnan(d.count()))
-        detail::throw_nan_timeout();
+      if (std::isnan(d.count())) detail::throw_nan_timeout();
     }
     // Compare in long double nanoseconds: no integer cast of an arbitrary duration can overflow.
     auto ns = std::chrono::duration_cast<ld_ns>(d).count();
     auto now = clock::now();
-    if (ns <= 0)
-      return now;
+    if (ns <= 0) return now;
     auto room = static_cast<long double>((time_point::max() - now).count());
     auto cap = static_cast<long double>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(timeout_max).count());
-    if (ns >= room || ns >= cap)
-      return time_point::max();
+        std::chrono::duration_cast<std::chrono::nanoseconds>(timeout_max).count());
+    if (ns >= room || ns >= cap) return time_point::max();
     return now + duration{static_cast<duration::rep>(std::ceil(ns))};
   }
 
   // A deadline given as nanoseconds since the clock's epoch, saturated to the clock's range.
   static time_point from_ns(long double ns) {
-    if (std::isnan(ns))
-      detail::throw_nan_timeout();
+    if (std::isnan(ns)) detail::throw_nan_timeout();
     if (ns >= static_cast<long double>(time_point::max().time_since_epoch().count()))
       return time_point::max();
     if (ns <= static_cast<long double>(time_point::min().time_since_epoch().count()))
