@@ -3,7 +3,7 @@
 
 Runs the Google Benchmark binaries of a build (JSON output, median of repetitions, repetitions of
 all benchmarks randomly interleaved so a burst of machine load hits both sides of a pair alike),
-runs bench/python/threading_bench.py, and prints one table: each tandem figure, its baseline from
+runs the same work in Python (bench/python/threading_bench.py, multiprocessing_bench.py), and prints one table: each tandem figure, its baseline from
 the same run, the ratio stated in the direction of its target, whether the target is met, and the
 same work in Python. Writes the table as Markdown (default bench/results/latest.md), an SVG chart
 of the ratios with their targets next to it (.svg), and the raw measurements (.json).
@@ -44,6 +44,7 @@ class Pair:
     unit: str = "op"  # what one operation is, for throughput figures
     note: str = ""  # what a reader needs to know to read the ratio right
     family: str = ""  # the benchmarks' prefix when it is not `key` (a second baseline)
+    python: str = "threading_bench.py"  # the script in bench/python/ doing the same work
 
     @property
     def prefix(self):
@@ -81,6 +82,30 @@ PAIRS = [
          "throughput", None, unit="round trip", family="actor_round_trip",
          note="CAF's own way to answer from a dedicated thread, which crosses threads as the "
               "tandem thread does; no target, it shows how much of the gap is the thread hop."),
+    Pair("mpqueue_64b", "mp::queue, 64-byte items, 1 producer process -> 1 consumer process",
+         "tandem_bench_mp", "boost_message_queue", "Boost.Interprocess message_queue",
+         "throughput", 2.0, unit="item", python="multiprocessing_bench.py",
+         note="both queues hold 1024 items; Python's column is multiprocessing.Queue(1024) "
+              "with bytes items."),
+    Pair("mpqueue_64k", "mp::queue, 64 KiB items, 1 producer process -> 1 consumer process",
+         "tandem_bench_mp", "boost_message_queue", "Boost.Interprocess message_queue",
+         "throughput", 1.5, unit="item", python="multiprocessing_bench.py",
+         note="both queues hold 64 items (4 MiB); the throughput ratio is the bandwidth ratio."),
+    Pair("pipe_rt_1cpu", "connection round trip, 64 bytes, both processes on one CPU",
+         "tandem_bench_mp", "socketpair", "socketpair read/write", "time", 1.0,
+         unit="round trip", python="multiprocessing_bench.py"),
+    Pair("pipe_rt_2cpu", "connection round trip, 64 bytes, processes on two CPUs",
+         "tandem_bench_mp", "socketpair", "socketpair read/write", "time", 1.0,
+         unit="round trip", python="multiprocessing_bench.py"),
+    Pair("pipe_1mib", "1 MiB messages through a connection, process to process",
+         "tandem_bench_mp", "memcpy", "memcpy of 1 MiB", "throughput", 0.3, unit="message",
+         python="multiprocessing_bench.py"),
+    Pair("spawn_start", "process start (spawn) until its first message, + join",
+         "tandem_bench_mp", "posix_spawn_true", "posix_spawn(/bin/true) + waitpid", "time", 2.0,
+         unit="process", python="multiprocessing_bench.py"),
+    Pair("fork_start", "process start (fork) until its first message, + join",
+         "tandem_bench_mp", "fork_waitpid", "fork + waitpid", "time", 2.0, unit="process",
+         python="multiprocessing_bench.py"),
 ]
 
 TIME_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
@@ -113,24 +138,33 @@ def run_benchmarks(binary, pairs, args):
 
 
 def run_python(pairs, args):
-    script = ROOT / "bench" / "python" / "threading_bench.py"
-    cmd = [sys.executable, str(script), "--filter",
-           "^(" + "|".join(dict.fromkeys(re.escape(p.prefix) for p in pairs)) + ")$"]
-    if args.quick:
-        cmd.append("--quick")
-    print("report: running the Python equivalents", file=sys.stderr)
-    try:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              timeout=RUN_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        print(f"report: the Python benchmarks did not finish within {RUN_TIMEOUT} s, column "
-              f"left empty", file=sys.stderr)
-        return None
-    if proc.returncode != 0:
-        print(f"report: the Python benchmarks failed, column left empty:\n{proc.stderr}",
-              file=sys.stderr)
-        return None
-    return json.loads(proc.stdout)
+    """Runs each Python script the pairs name; returns their merged JSON output, or None."""
+    merged = None
+    for script_name in dict.fromkeys(p.python for p in pairs):
+        group = [p for p in pairs if p.python == script_name]
+        script = ROOT / "bench" / "python" / script_name
+        cmd = [sys.executable, str(script), "--filter",
+               "^(" + "|".join(dict.fromkeys(re.escape(p.prefix) for p in group)) + ")$"]
+        if args.quick:
+            cmd.append("--quick")
+        print(f"report: running the Python equivalents ({script_name})", file=sys.stderr)
+        try:
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            print(f"report: {script_name} did not finish within {RUN_TIMEOUT} s, its figures "
+                  f"are left empty", file=sys.stderr)
+            continue
+        if proc.returncode != 0:
+            print(f"report: {script_name} failed, its figures are left empty:\n{proc.stderr}",
+                  file=sys.stderr)
+            continue
+        output = json.loads(proc.stdout)
+        if merged is None:
+            merged = output
+        else:
+            merged["results"].update(output["results"])
+    return merged
 
 
 # -- collecting --------------------------------------------------------------------------------
@@ -339,7 +373,7 @@ def context_lines(outputs, args, python):
                      f"{args.build_type}): these figures do not represent tandem.")
     if python:
         lines.append(f"Python {python['python']}: median of {python['repeats']} repeats of the "
-                     f"same work (bench/python/threading_bench.py), timed the same way.")
+                     f"same work (bench/python/), timed the same way.")
     lines.append("Ratios are stated in the direction of the target: a time ratio is tandem's "
                  "time over the baseline's (lower is better), a throughput ratio is tandem's "
                  "throughput over the baseline's (higher is better).")

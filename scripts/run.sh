@@ -73,7 +73,7 @@ case "$cmd" in
     ;;
   bench)
     install_deps
-    build release tandem_bench_threading tandem_bench_actor
+    build release tandem_bench_threading tandem_bench_actor tandem_bench_mp
     exec python3 bench/report.py --build build/release "$@"
     ;;
   *)

@@ -8,7 +8,13 @@
 
 #include <thread>
 
+// Benchmark binaries that start processes define this hook: a process started with the spawn
+// method re-executes the binary, and the hook turns that execution into the child before Google
+// Benchmark sees the command line.
+extern "C" __attribute__((weak)) void tandem_bench_bootstrap(int argc, char** argv);
+
 int main(int argc, char** argv) {
+  if (tandem_bench_bootstrap != nullptr) tandem_bench_bootstrap(argc, argv);
   std::thread{[] {}}.join();
   benchmark::AddCustomContext("threads_started_before_measuring", "yes");
   benchmark::Initialize(&argc, argv);
