@@ -27,11 +27,30 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
+#if __has_include(<tandem/mp/connection.hpp>) && __has_include(<tandem/mp/pipe.hpp>)
+#include <tandem/mp/connection.hpp>
+#include <tandem/mp/pipe.hpp>
+#define TANDEM_BENCH_CONNECTION 1
+#endif
+#if __has_include(<tandem/mp/process.hpp>)
+#include <tandem/mp/process.hpp>
+#define TANDEM_BENCH_PROCESS 1
+#endif
+
 extern char** environ;
+
+#ifdef TANDEM_BENCH_PROCESS
+// A process started with the spawn or forkserver method re-executes this binary: become it.
+extern "C" void tandem_bench_bootstrap(int, char**) {
+  tandem::mp::freeze_support();
+}
+#endif
 
 namespace {
 
@@ -289,6 +308,37 @@ void pipe_rt_2cpu_socketpair(benchmark::State& state) {
 BENCHMARK(pipe_rt_1cpu_socketpair)->Name("pipe_rt_1cpu/socketpair")->UseManualTime();
 BENCHMARK(pipe_rt_2cpu_socketpair)->Name("pipe_rt_2cpu/socketpair")->UseManualTime();
 
+#ifdef TANDEM_BENCH_CONNECTION
+void connection_echo(tandem::mp::connection& c) {
+  std::array<std::byte, small_message> buffer{};
+  try {
+    for (;;) {
+      std::size_t n = c.recv_bytes_into(buffer);
+      c.send_bytes(std::span{buffer}.first(n));
+    }
+  } catch (const tandem::eof_error&) {
+  }
+}
+
+void connection_trip(tandem::mp::connection& c, std::array<std::byte, small_message>& buffer) {
+  c.send_bytes(buffer);
+  c.recv_bytes_into(buffer);
+}
+
+auto make_connections() {
+  return tandem::mp::pipe();
+}
+
+void pipe_rt_1cpu_tandem(benchmark::State& state) {
+  round_trip(state, 0, make_connections, connection_echo, connection_trip);
+}
+void pipe_rt_2cpu_tandem(benchmark::State& state) {
+  round_trip(state, 1, make_connections, connection_echo, connection_trip);
+}
+BENCHMARK(pipe_rt_1cpu_tandem)->Name("pipe_rt_1cpu/tandem")->UseManualTime();
+BENCHMARK(pipe_rt_2cpu_tandem)->Name("pipe_rt_2cpu/tandem")->UseManualTime();
+#endif
+
 // -- 1 MiB messages ---------------------------------------------------------------------------
 
 constexpr std::size_t large_message = 1 << 20;
@@ -317,6 +367,39 @@ void pipe_1mib_memcpy(benchmark::State& state) {
 }
 BENCHMARK(pipe_1mib_memcpy)->Name("pipe_1mib/memcpy")->UseManualTime();
 
+#ifdef TANDEM_BENCH_CONNECTION
+// A peer process sends `large_messages` messages of 1 MiB; this process receives each into the
+// same buffer (recv_bytes_into, Python's way to receive without allocating).
+void pipe_1mib_tandem(benchmark::State& state) {
+  std::vector<std::byte> buffer(large_message);
+  for (auto _ : state) {
+    auto [reader, writer] = tandem::mp::pipe(false);
+    gate go;
+    pid_t peer = fork_peer([&] {
+      reader.close();
+      std::vector<std::byte> message(large_message, std::byte{7});
+      go.wait();
+      for (int i = 0; i < large_messages; ++i) writer.send_bytes(message);
+    });
+    writer.close();
+    auto start = clock_type::now();
+    go.open();
+    bool intact = true;
+    for (int i = 0; i < large_messages; ++i)
+      intact &= reader.recv_bytes_into(buffer) == large_message && buffer.back() == std::byte{7};
+    state.SetIterationTime(std::chrono::duration<double>(clock_type::now() - start).count());
+    if (!reap(peer) || !intact) {
+      state.SkipWithError("messages were lost or damaged");
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * large_messages);
+  state.SetBytesProcessed(state.iterations() * large_messages *
+                          static_cast<std::int64_t>(large_message));
+}
+BENCHMARK(pipe_1mib_tandem)->Name("pipe_1mib/tandem")->UseManualTime();
+#endif
+
 // -- process start ---------------------------------------------------------------------------
 
 void spawn_start_posix_spawn(benchmark::State& state) {
@@ -332,6 +415,8 @@ void spawn_start_posix_spawn(benchmark::State& state) {
   }
 }
 BENCHMARK(spawn_start_posix_spawn)->Name("spawn_start/posix_spawn_true")->UseRealTime();
+// The same baseline for the default start method's pair.
+BENCHMARK(spawn_start_posix_spawn)->Name("default_start/posix_spawn_true")->UseRealTime();
 
 void fork_start_fork(benchmark::State& state) {
   for (auto _ : state) {
@@ -343,5 +428,43 @@ void fork_start_fork(benchmark::State& state) {
   }
 }
 BENCHMARK(fork_start_fork)->Name("fork_start/fork_waitpid")->UseRealTime();
+
+#ifdef TANDEM_BENCH_PROCESS
+// The child's first (and only) message: it has started and reached its target.
+void say_started(tandem::mp::connection out) {
+  std::array<std::byte, 1> hello{std::byte{1}};
+  out.send_bytes(hello);
+}
+
+// Starts a process with `method` (the default one when empty) until its first message has
+// arrived, then joins it.
+void start_until_first_message(benchmark::State& state,
+                               std::optional<tandem::mp::start_method> method) {
+  for (auto _ : state) {
+    auto [reader, writer] = tandem::mp::pipe(false);
+    tandem::mp::process p{{.method = method}, say_started, std::move(writer)};
+    p.start();
+    bool ok = reader.recv_bytes().size() == 1;
+    p.join();
+    if (!ok || p.exitcode() != 0) {
+      state.SkipWithError("the child failed");
+      break;
+    }
+  }
+}
+
+void spawn_start_tandem(benchmark::State& state) {
+  start_until_first_message(state, tandem::mp::start_method::spawn);
+}
+void fork_start_tandem(benchmark::State& state) {
+  start_until_first_message(state, tandem::mp::start_method::fork);
+}
+void default_start_tandem(benchmark::State& state) {
+  start_until_first_message(state, std::nullopt);
+}
+BENCHMARK(spawn_start_tandem)->Name("spawn_start/tandem")->UseRealTime();
+BENCHMARK(fork_start_tandem)->Name("fork_start/tandem")->UseRealTime();
+BENCHMARK(default_start_tandem)->Name("default_start/tandem")->UseRealTime();
+#endif
 
 } // namespace

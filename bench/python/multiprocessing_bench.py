@@ -143,7 +143,7 @@ def _hello(conn):
 
 
 def start_until_first_message(n, method):
-    ctx = mp.get_context(method)
+    ctx = mp.get_context(method)  # None: the default method
     start = time.perf_counter()
     for _ in range(n):
         reader, writer = ctx.Pipe(duplex=False)
@@ -164,6 +164,10 @@ def bench_fork_start(n):
     return start_until_first_message(n, "fork")
 
 
+def bench_default_start(n):
+    return start_until_first_message(n, None)
+
+
 # name: (function, operations per repeat, quick operations per repeat)
 BENCHMARKS = {
     "mpqueue_64b": (bench_mpqueue_64b, 100_000, 10_000),
@@ -173,6 +177,7 @@ BENCHMARKS = {
     "pipe_1mib": (bench_pipe_1mib, 1_000, 100),
     "spawn_start": (bench_spawn_start, 20, 5),
     "fork_start": (bench_fork_start, 200, 20),
+    "default_start": (bench_default_start, 200, 20),
 }
 
 
