@@ -143,8 +143,8 @@ void connection::send_bytes(std::span<const std::byte> buf, std::size_t offset,
                       std::to_string(buf.size()) + " bytes");
   auto body = buf.subspan(offset, n);
 
-  detail::frame::header_buffer header{};
-  std::size_t header_size = detail::frame::encode_header(n, header);
+  tandem::detail::frame::header_buffer header{};
+  std::size_t header_size = tandem::detail::frame::encode_header(n, header);
 
   // One writev per attempt so that a small message goes out in one system call.
   iovec iov[2] = {{header.data(), header_size},
@@ -202,7 +202,7 @@ void connection::fail(const bad_message_error& e) {
 }
 
 std::size_t connection::recv_header() {
-  std::array<std::byte, detail::frame::short_header_size> head{};
+  std::array<std::byte, tandem::detail::frame::short_header_size> head{};
   std::size_t got = 0;
   while (got < head.size()) {
     std::size_t n = read_some(std::span{head}.subspan(got));
@@ -215,11 +215,11 @@ std::size_t connection::recv_header() {
     got += n;
   }
   try {
-    auto h = detail::frame::decode_short(head, max_message_size_);
+    auto h = tandem::detail::frame::decode_short(head, max_message_size_);
     if (!h.extended) return static_cast<std::size_t>(h.length);
-    std::array<std::byte, detail::frame::extended_header_size> ext{};
+    std::array<std::byte, tandem::detail::frame::extended_header_size> ext{};
     recv_body(ext);
-    return static_cast<std::size_t>(detail::frame::decode_extended(ext, max_message_size_));
+    return static_cast<std::size_t>(tandem::detail::frame::decode_extended(ext, max_message_size_));
   } catch (const bad_message_error& e) {
     fail(e);
   }
@@ -250,6 +250,18 @@ std::vector<std::byte> connection::recv_bytes(std::optional<std::size_t> maxleng
   std::vector<std::byte> out(n);
   recv_body(out);
   return out;
+}
+
+std::optional<std::vector<std::byte>> connection::recv_bytes(timeout t,
+                                                             std::optional<std::size_t> maxlength) {
+  if (!poll(t)) return std::nullopt;
+  return recv_bytes(maxlength);
+}
+
+std::optional<std::vector<std::byte>> connection::recv_bytes(std::stop_token st, timeout t,
+                                                             std::optional<std::size_t> maxlength) {
+  if (!poll(std::move(st), t)) return std::nullopt;
+  return recv_bytes(maxlength);
 }
 
 std::size_t connection::recv_bytes_into(std::span<std::byte> buf, std::size_t offset) {

@@ -1,5 +1,4 @@
-// tandem::mp::connection: one end of a pipe, Python's `multiprocessing.connection.Connection`
-// (bytes API).
+// tandem::mp::connection: one end of a pipe, Python's `multiprocessing.connection.Connection`.
 //
 // A connection owns a file descriptor (a Unix stream socket for a duplex pipe, one end of a
 // pipe(2) otherwise) and sends and receives whole messages over it. Each send_bytes() writes one
@@ -12,6 +11,16 @@
 //   a.send_bytes(std::as_bytes(std::span{"hello", 5}));
 //   auto reply = a.recv_bytes();                                // 5 bytes
 //   peer.join();
+//
+// Objects (Python's send(obj)/recv()), with CAF's headers (link tandem::framework): send(obj)
+// encodes any value with a CAF `inspect` overload (numbers, strings, std containers, user structs)
+// into one message (tandem/mp/detail/codec.hpp) and recv<T>() decodes one. A message carries a tag
+// of its type, so receiving it as another type is a bad_message_error, never undefined behaviour;
+// the whole message was read, so the connection stays usable.
+//
+//   a.send(std::map<std::string, int>{{"answer", 42}});
+//   auto m = b.recv<std::map<std::string, int>>();
+//   if (auto n = b.recv<int>(250ms)) use(*n);                  // std::nullopt after 250 ms
 //
 // States: open or closed (after close(), a move, or default construction). An open connection
 // may also be broken: after a receive error that leaves the stream at an unknown place (a corrupt
@@ -31,6 +40,9 @@
 //   - sending to a peer that closed: tandem::error whose code() is
 //     std::error_code(EPIPE, std::system_category()) (Python's BrokenPipeError). Sending never
 //     raises SIGPIPE, so a dead peer never kills the process;
+//   - receiving an object whose message holds another type, is corrupt, or has trailing bytes:
+//     bad_message_error (the message was consumed whole: the connection stays usable);
+//   - sending an object whose inspect overload reports an error: value_error, and nothing is sent;
 //   - other operating-system failures: tandem::error with the errno in std::system_category().
 //
 // Thread-safety: like Python's Connection, a connection is not synchronized. One thread may send
@@ -49,7 +61,34 @@
 #include <optional>
 #include <span>
 #include <stop_token>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
 #include <vector>
+
+// The objects API needs the codec, which needs CAF's headers (tandem::framework links CAF).
+// Without them the members below still exist but fail to compile when used, with a message that
+// says why, and tandem::primitives (bytes only) builds without CAF.
+#if __has_include(<caf/serializer.hpp>)
+#include <tandem/mp/detail/codec.hpp>
+#define TANDEM_MP_CONNECTION_OBJECTS 1
+#else
+namespace tandem::mp::detail {
+template <class... Ts>
+void encode(std::vector<std::byte>&, const Ts&...) {
+  static_assert(sizeof...(Ts) == 0, "connection::send(obj) needs CAF's headers: link "
+                                    "tandem::framework");
+}
+template <class... Ts>
+std::tuple<Ts...> decode(std::span<const std::byte>) {
+  static_assert(sizeof...(Ts) == 0, "connection::recv<T>() needs CAF's headers: link "
+                                    "tandem::framework");
+  return {};
+}
+} // namespace tandem::mp::detail
+#endif
 
 namespace tandem::mp {
 
@@ -94,6 +133,19 @@ public:
   /// a corrupt or truncated frame; usage_error when closed, broken or write-only.
   std::vector<std::byte> recv_bytes(std::optional<std::size_t> maxlength = {});
 
+  /// As recv_bytes(maxlength), but waits at most `t` for the message to begin: returns
+  /// std::nullopt when none began by then. Once a message has begun, the rest of it is read
+  /// without a deadline (its sender is writing it). Throws eof_error at end of file, never
+  /// std::nullopt. Negative timeouts are equivalent to a zero timeout. Deadlines in the past are
+  /// equivalent to an immediate deadline.
+  std::optional<std::vector<std::byte>> recv_bytes(timeout t,
+                                                   std::optional<std::size_t> maxlength = {});
+
+  /// As recv_bytes(t, maxlength), and returns std::nullopt promptly once a stop is requested on
+  /// `st` (before a message has begun).
+  std::optional<std::vector<std::byte>> recv_bytes(std::stop_token st, timeout t = forever,
+                                                   std::optional<std::size_t> maxlength = {});
+
   /// Receives one message into `buf` at `offset`; returns its length. Throws value_error when
   /// `offset` is past the end of `buf` (nothing is read); buffer_too_short_error carrying the
   /// whole message when it does not fit (the message is consumed; the connection stays usable);
@@ -114,6 +166,57 @@ public:
   ///       handle(conn.recv_bytes());
   ///   }};
   bool poll(std::stop_token st, timeout t = std::chrono::seconds{0});
+
+  // -- objects (need CAF's headers) -----------------------------------------------------------
+
+  /// Sends `obj` as one message (Python's send(obj)). T is any type with a CAF inspect overload;
+  /// a string literal, `const char*` or std::string_view is sent as a std::string, so the peer
+  /// receives it with recv<std::string>(). Encodes first, so an object whose inspect overload
+  /// reports an error throws value_error and nothing is sent. Blocks and throws as send_bytes().
+  template <class T>
+  void send(const T& obj) {
+    std::vector<std::byte> buf;
+    if constexpr (std::is_convertible_v<const T&, std::string_view> &&
+                  !std::is_same_v<T, std::string>) {
+      mp::detail::encode(buf, std::string{std::string_view{obj}});
+    } else {
+      mp::detail::encode(buf, obj);
+    }
+    send_bytes(buf);
+  }
+
+  /// Receives one object sent by send(T) (Python's recv()); blocks until a message arrives.
+  /// Throws bad_message_error when the message holds another type or does not decode (the
+  /// message is consumed: the connection stays usable); otherwise as recv_bytes(). T must be
+  /// default constructible.
+  ///
+  ///   auto v = conn.recv<std::vector<std::string>>();
+  template <class T>
+  T recv() {
+    return std::get<0>(mp::detail::decode<T>(recv_bytes()));
+  }
+
+  /// As recv<T>(), but waits at most `t` for a message to begin: std::nullopt when none did.
+  /// Throws eof_error at end of file, never std::nullopt. Negative timeouts are equivalent to a
+  /// zero timeout. Deadlines in the past are equivalent to an immediate deadline.
+  template <class T>
+  std::optional<T> recv(timeout t) {
+    auto bytes = recv_bytes(t);
+    if (!bytes) return std::nullopt;
+    return std::get<0>(mp::detail::decode<T>(*bytes));
+  }
+
+  /// As recv<T>(t), and returns std::nullopt promptly once a stop is requested on `st`.
+  ///
+  ///   std::jthread worker{[&](std::stop_token st) {
+  ///     while (auto job = conn.recv<job_spec>(st)) run(*job);
+  ///   }};
+  template <class T>
+  std::optional<T> recv(std::stop_token st, timeout t = forever) {
+    auto bytes = recv_bytes(std::move(st), t);
+    if (!bytes) return std::nullopt;
+    return std::get<0>(mp::detail::decode<T>(*bytes));
+  }
 
   // -- observers ------------------------------------------------------------------------------
 
@@ -155,7 +258,7 @@ private:
   bool writable_ = false;
   bool socket_ = false;
   bool broken_ = false;
-  std::size_t max_message_size_ = detail::frame::default_max_length;
+  std::size_t max_message_size_ = tandem::detail::frame::default_max_length;
 };
 
 } // namespace tandem::mp

@@ -2,6 +2,8 @@
 //
 //   auto [a, b] = tandem::mp::pipe();             // duplex: both ends send and receive
 //   auto [reader, writer] = tandem::mp::pipe(false); // reader only receives, writer only sends
+//   writer.send(std::vector<int>{1, 2, 3});          // objects, with tandem::framework
+//   auto v = reader.recv<std::vector<int>>();
 //
 // A duplex pipe is a socketpair(AF_UNIX, SOCK_STREAM); a one-way pipe is a pipe(2) and, as in
 // Python, the first connection is the read end and the second the write end. Both descriptors are
