@@ -3,8 +3,11 @@
 #
 #   scripts/run.sh pipeline [ARGS...]  install what is missing, build (release), run the flagship pipeline
 #   scripts/run.sh test               install what is missing, build (dev), run the tests, then the
-#                                     ThreadSanitizer run of tandem::primitives
-#   scripts/run.sh long               the full-size stress and soak tests (label long)
+#                                     ThreadSanitizer run of tandem::primitives, then the fuzzers
+#                                     for 10 s each
+#   scripts/run.sh long               the full-size stress and soak tests (label long), and the
+#                                     fuzzers for 60 s each
+#   scripts/run.sh fuzz [long]        only the libFuzzer targets (clang-14): 10 s each, 60 s with long
 #   scripts/run.sh asan               everything under AddressSanitizer + UndefinedBehaviorSanitizer
 #   scripts/run.sh bench              build (release) and run the benchmark report
 #   scripts/run.sh deps               only install the Debian packages
@@ -13,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential g++ cmake ninja-build ccache git python3
-          libcaf-dev doctest-dev libboost-dev libbenchmark-dev)
+          libcaf-dev doctest-dev libboost-dev libbenchmark-dev clang-14 libclang-rt-14-dev)
 
 install_deps() {
   local missing=()
@@ -60,11 +63,20 @@ case "$cmd" in
     ctest --preset dev
     build tsan
     ctest --preset tsan
+    build fuzz
+    ctest --preset fuzz
     ;;
   long)
     install_deps
     build release
     ctest --preset long
+    build fuzz
+    ctest --preset fuzz-long
+    ;;
+  fuzz)
+    install_deps
+    build fuzz
+    if [ "${1:-}" = long ]; then ctest --preset fuzz-long; else ctest --preset fuzz; fi
     ;;
   asan)
     install_deps
@@ -77,7 +89,7 @@ case "$cmd" in
     exec python3 bench/report.py --build build/release "$@"
     ;;
   *)
-    echo "usage: scripts/run.sh {pipeline|test|long|asan|bench|deps}" >&2
+    echo "usage: scripts/run.sh {pipeline|test|long|fuzz [long]|asan|bench|deps}" >&2
     exit 2
     ;;
 esac

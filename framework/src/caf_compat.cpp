@@ -26,7 +26,7 @@ void add_error_category(caf::actor_system_config& cfg) {
 }
 
 void apply_runtime_defaults(caf::actor_system_config& cfg) {
-  constexpr const char* moderate_sleep = "work-stealing.moderate-sleep-duration";
+  const caf::string_view moderate_sleep{"work-stealing.moderate-sleep-duration"};
   if (!caf::holds_alternative<caf::timespan>(cfg.content, moderate_sleep))
     cfg.set(moderate_sleep, caf::timespan{0});
 }
