@@ -3,6 +3,8 @@
 #include <tandem/detail/caf.hpp>
 #include <tandem/detail/thread_registry.hpp>
 #include <tandem/error.hpp>
+#include <tandem/mp/detail/process_registry.hpp>
+#include <tandem/mp/process.hpp>
 #include <tandem/runtime.hpp>
 
 #include <memory>
@@ -46,17 +48,22 @@ runtime::runtime(std::unique_ptr<caf::actor_system_config> cfg, int argc, char**
                       "main, and reach it with tandem::runtime::current()"};
   try {
     if (argc > 0 && argv != nullptr) parse(argc, argv);
-    build();
+    // A process child is about to become its target (below): it builds its actor system only
+    // if the target uses one, so a child that never does starts as fast as a plain program.
+    if (!mp::detail::child_pending()) build();
   } catch (...) {
     claimed.store(false, std::memory_order_release);
     throw;
   }
   current_runtime.store(this, std::memory_order_release);
+  // A spawn child becomes its target here, with the runtime usable (and never returns).
+  mp::freeze_support();
 }
 
 runtime::runtime(default_tag) : cfg_(std::make_unique<caf::actor_system_config>()) {
   is_default_ = true;
   build();
+  mp::freeze_support();
 }
 
 void runtime::parse(int argc, char** argv) {
@@ -67,15 +74,24 @@ void runtime::parse(int argc, char** argv) {
 }
 
 void runtime::build() {
-  detail::add_error_category(*cfg_);
-  detail::apply_runtime_defaults(*cfg_);
-  system_ = std::make_unique<caf::actor_system>(*cfg_);
-  sys_ = system_.get();
+  std::call_once(built_, [this] {
+    detail::add_error_category(*cfg_);
+    detail::apply_runtime_defaults(*cfg_);
+    system_ = std::make_unique<caf::actor_system>(*cfg_);
+    sys_.store(system_.get(), std::memory_order_release);
+  });
+}
+
+caf::actor_system& runtime::build_lazily() noexcept {
+  build();
+  return *sys_.load(std::memory_order_acquire);
 }
 
 runtime::~runtime() {
   if (!shut_down_.load(std::memory_order_acquire)) shutdown(forever);
-  if (!all_joined_.load(std::memory_order_acquire)) sys_->await_actors_before_shutdown(false);
+  auto* sys = sys_.load(std::memory_order_acquire);
+  if (sys != nullptr && !all_joined_.load(std::memory_order_acquire))
+    sys->await_actors_before_shutdown(false);
   // The runtime stays current until its actor system is gone: actors that look it up while the
   // system shuts down still find the system they live in.
   system_.reset();
@@ -92,6 +108,8 @@ runtime& runtime::current() {
 
 bool runtime::shutdown(timeout deadline) {
   bool joined = detail::shutdown_threads(deadline);
+  // Then the children: non-daemon ones joined, daemon ones terminated, all by the deadline.
+  if (!mp::detail::shutdown_processes(deadline)) joined = false;
   if (!joined) all_joined_.store(false, std::memory_order_release);
   shut_down_.store(true, std::memory_order_release);
   return joined;

@@ -4,7 +4,13 @@
 // CAF's command-line options and caf-application.ini parsed, and tandem's error category
 // registered) that tandem's thread and process actors live in, and at its end it does what
 // Python does at interpreter exit: it joins every non-daemon thread and sends daemon threads a
-// stop request.
+// stop request, then joins every non-daemon child process and terminates daemon children.
+//
+// Process children: the constructors call mp::freeze_support() once the runtime is usable, so in a
+// child started with the spawn or forkserver method (tandem/mp/process.hpp) constructing the
+// runtime runs the process's target and ends the process there; construct the runtime first
+// thing in main. The child's runtime has the program's configuration (command line included) and
+// builds its actor system only when the target first uses it.
 //
 //   int main(int argc, char** argv) {
 //     tandem::runtime rt{argc, argv};            // e.g. --scheduler.max-threads=4
@@ -46,6 +52,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -85,8 +92,14 @@ public:
 
   // -- access ---------------------------------------------------------------------------------
 
-  /// The actor system.
-  caf::actor_system& system() noexcept { return *sys_; }
+  /// The actor system. In a child process started with the spawn or forkserver method, the
+  /// runtime that turned into the process's target builds its actor system on the first call
+  /// (children that never use actors do not pay for one); a failure to build it then ends the
+  /// process (std::terminate), since the parent already built one from the same configuration.
+  caf::actor_system& system() noexcept {
+    auto* s = sys_.load(std::memory_order_acquire);
+    return s != nullptr ? *s : build_lazily();
+  }
 
   /// The configuration the actor system was built from.
   const caf::actor_system_config& config() const noexcept { return *cfg_; }
@@ -99,10 +112,13 @@ public:
 
   /// Joins every non-daemon thread tandem started (also threads started by other threads, and
   /// threads whose handle was destroyed; not the calling thread) until `deadline`; then sends
-  /// every daemon thread a stop request and does not wait for it. Returns whether every
-  /// non-daemon thread was joined. If not, the threads still running get a stop request too,
-  /// and the destructor no longer waits for actors, so the program can end by its deadline.
-  /// Always returns by the deadline.
+  /// every daemon thread a stop request and does not wait for it. Then joins this process's
+  /// non-daemon child processes (mp::process) until `deadline`, terminates (SIGTERM) the daemon
+  /// children and those still running, and kills (SIGKILL) those that have not ended a short
+  /// grace period later (at most 1 s, within the deadline unless it has passed). Returns whether
+  /// every non-daemon thread and child was joined. If not, the threads still running get a stop
+  /// request too, and the destructor no longer waits for actors, so the program can end by its
+  /// deadline. Always returns by the deadline.
   ///
   /// Negative timeouts are equivalent to a zero timeout. Deadlines in the past are equivalent to
   /// an immediate deadline.
@@ -124,11 +140,13 @@ private:
 
   void parse(int argc, char** argv);
   void build();
+  caf::actor_system& build_lazily() noexcept;
 
   std::unique_ptr<caf::actor_system_config> cfg_;
   std::unique_ptr<caf::actor_system> system_;
   /// Stays valid while system_ is destroyed (system() is then still callable from actors).
-  caf::actor_system* sys_ = nullptr;
+  std::atomic<caf::actor_system*> sys_{nullptr};
+  std::once_flag built_;
   bool is_default_ = false;
   std::atomic<bool> shut_down_{false};
   std::atomic<bool> all_joined_{true};
