@@ -42,6 +42,10 @@
 #include <tandem/mp/process.hpp>
 #define TANDEM_BENCH_PROCESS 1
 #endif
+#if __has_include(<tandem/mp/queue.hpp>)
+#include <tandem/mp/queue.hpp>
+#define TANDEM_BENCH_MP_QUEUE 1
+#endif
 
 extern char** environ;
 
@@ -214,6 +218,54 @@ void mpqueue_64k_boost(benchmark::State& state) {
 }
 BENCHMARK(mpqueue_64b_boost)->Name("mpqueue_64b/boost_message_queue")->UseManualTime();
 BENCHMARK(mpqueue_64k_boost)->Name("mpqueue_64k/boost_message_queue")->UseManualTime();
+
+#ifdef TANDEM_BENCH_MP_QUEUE
+// The same transfer through tandem::mp::queue, holding as many items as the message_queue
+// (maxsize), with a buffer just large enough for them (each item carries an 8-byte header).
+template <std::size_t Size>
+void tandem_transfer(benchmark::State& state, std::size_t capacity, std::int64_t batch) {
+  using item_type = std::array<unsigned char, Size>;
+  for (auto _ : state) {
+    tandem::mp::queue<item_type> q{
+        tandem::mp::queue_options{.maxsize = capacity, .buffer_bytes = std::max<std::size_t>(capacity * (Size + 8), 1 << 20)}};
+    gate go;
+    pid_t peer = fork_peer([&] {
+      item_type item{};
+      go.wait();
+      for (std::int64_t i = 0; i < batch; ++i) {
+        std::memcpy(item.data(), &i, sizeof i);
+        q.put(item);
+      }
+    });
+    std::int64_t sum = 0;
+    auto start = clock_type::now();
+    go.open();
+    for (std::int64_t i = 0; i < batch; ++i) {
+      item_type item = q.get();
+      std::int64_t v;
+      std::memcpy(&v, item.data(), sizeof v);
+      sum += v;
+    }
+    state.SetIterationTime(std::chrono::duration<double>(clock_type::now() - start).count());
+    bool ok = reap(peer);
+    if (!ok || sum != batch * (batch - 1) / 2) {
+      state.SkipWithError("items were lost or the producer failed");
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * batch);
+  state.SetBytesProcessed(state.iterations() * batch * static_cast<std::int64_t>(Size));
+}
+
+void mpqueue_64b_tandem(benchmark::State& state) {
+  tandem_transfer<64>(state, small_capacity, small_batch);
+}
+void mpqueue_64k_tandem(benchmark::State& state) {
+  tandem_transfer<64 * 1024>(state, large_capacity, large_batch);
+}
+BENCHMARK(mpqueue_64b_tandem)->Name("mpqueue_64b/tandem")->UseManualTime();
+BENCHMARK(mpqueue_64k_tandem)->Name("mpqueue_64k/tandem")->UseManualTime();
+#endif
 
 // -- round trips: 64 bytes there and back ----------------------------------------------------
 
