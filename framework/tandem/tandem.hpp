@@ -31,3 +31,8 @@
 // multiprocessing
 #include <tandem/mp/connection.hpp>
 #include <tandem/mp/pipe.hpp>
+#include <tandem/mp/joinable_queue.hpp>
+#include <tandem/mp/process.hpp>
+#include <tandem/mp/queue.hpp>
+#include <tandem/mp/simple_queue.hpp>
+#include <tandem/mp/wait.hpp>
