@@ -1,4 +1,5 @@
 // tandem::mp::connection and tandem::mp::pipe: framed byte messages over a socket or a pipe.
+#include <tandem/detail/futex.hpp>
 #include <tandem/mp/connection.hpp>
 #include <tandem/mp/pipe.hpp>
 
@@ -310,24 +311,11 @@ bool connection::poll(std::stop_token st, timeout t) {
 bool connection::wait_readable(int stop_fd, timeout t) {
   std::array<pollfd, 2> pfds{{{fd_, POLLIN, 0}, {stop_fd, POLLIN, 0}}};
   nfds_t count = stop_fd < 0 ? 1 : 2;
-  for (;;) {
-    timespec ts{};
-    timespec* tsp = nullptr;
-    if (!t.is_forever()) {
-      auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(t.remaining());
-      ts.tv_sec = static_cast<time_t>(left.count() / 1'000'000'000);
-      ts.tv_nsec = static_cast<long>(left.count() % 1'000'000'000);
-      tsp = &ts;
-    }
-    int rc = ::ppoll(pfds.data(), count, tsp, nullptr);
-    if (rc > 0) {
-      if (count == 2 && pfds[1].revents != 0) return false;
-      return (pfds[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
-    }
-    if (rc == 0) return false;
-    // Interrupted: poll again with what is left of the same deadline.
-    if (errno != EINTR) throw_errno(errno, "poll failed");
-  }
+  int rc = tandem::detail::ppoll_until(pfds.data(), count, t);
+  if (rc < 0) throw_errno(errno, "poll failed");
+  if (rc == 0) return false;
+  if (count == 2 && pfds[1].revents != 0) return false;
+  return (pfds[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
 }
 
 // -- pipe -------------------------------------------------------------------------------------

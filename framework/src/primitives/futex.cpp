@@ -21,10 +21,8 @@ static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
 // steady_clock is CLOCK_MONOTONIC on Linux, so a deadline converts without reading any clock.
 timespec to_timespec(timeout::time_point tp) noexcept {
   auto ns = tp.time_since_epoch().count();
-  if (ns < 0)
-    ns = 0;
-  return timespec{static_cast<time_t>(ns / 1'000'000'000),
-                  static_cast<long>(ns % 1'000'000'000)};
+  if (ns < 0) ns = 0;
+  return timespec{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
 }
 
 std::uint32_t* addr(const std::atomic<std::uint32_t>& word) noexcept {
@@ -38,7 +36,9 @@ long sys_futex(std::uint32_t* uaddr, int op, std::uint32_t val, const timespec* 
 }
 
 // True when the deadline has passed.
-bool deadline_passed(const timeout& t) noexcept { return t.expired(); }
+bool deadline_passed(const timeout& t) noexcept {
+  return t.expired();
+}
 
 std::atomic<bool> waitv_unsupported{false};
 
@@ -46,28 +46,23 @@ std::atomic<bool> waitv_unsupported{false};
 
 bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected, const timeout& t,
                 bool shared) noexcept {
-  if (word.load(std::memory_order_relaxed) != expected)
-    return true;
+  if (word.load(std::memory_order_relaxed) != expected) return true;
   int op = FUTEX_WAIT_BITSET | (shared ? 0 : FUTEX_PRIVATE_FLAG);
   if (t.is_forever()) {
     sys_futex(addr(word), op, expected, nullptr, FUTEX_BITSET_MATCH_ANY);
     return true;
   }
-  if (deadline_passed(t))
-    return false;
+  if (deadline_passed(t)) return false;
   auto ts = to_timespec(t.deadline());
   auto rc = sys_futex(addr(word), op, expected, &ts, FUTEX_BITSET_MATCH_ANY);
-  if (rc == -1 && errno == ETIMEDOUT)
-    return false;
+  if (rc == -1 && errno == ETIMEDOUT) return false;
   return true;
 }
 
 bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected, const timeout& t,
                 const std::stop_token& st, bool shared) noexcept {
-  if (!st.stop_possible())
-    return futex_wait(word, expected, t, shared);
-  if (st.stop_requested())
-    return true;
+  if (!st.stop_possible()) return futex_wait(word, expected, t, shared);
+  if (st.stop_requested()) return true;
   std::atomic<std::uint32_t> stopped{0};
   // Waking `word` too serves the fallback below; its other waiters re-check and sleep again.
   std::stop_callback wake_on_stop{st, [&stopped, &word, shared]() noexcept {
@@ -75,8 +70,7 @@ bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected, 
                                     futex_wake(stopped, 1);
                                     futex_wake_all(word, shared);
                                   }};
-  if (stopped.load(std::memory_order_acquire) != 0)
-    return true;
+  if (stopped.load(std::memory_order_acquire) != 0) return true;
 #ifdef SYS_futex_waitv
   if (!waitv_unsupported.load(std::memory_order_relaxed)) {
     futex_waitv waiters[2] = {};
@@ -89,18 +83,14 @@ bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected, 
     timespec ts{};
     const timespec* tsp = nullptr;
     if (!t.is_forever()) {
-      if (deadline_passed(t))
-        return false;
+      if (deadline_passed(t)) return false;
       ts = to_timespec(t.deadline());
       tsp = &ts;
     }
     auto rc = syscall(SYS_futex_waitv, waiters, 2u, 0u, tsp, CLOCK_MONOTONIC);
-    if (rc >= 0)
-      return true;
-    if (errno == ETIMEDOUT)
-      return false;
-    if (errno != ENOSYS)
-      return true;
+    if (rc >= 0) return true;
+    if (errno == ETIMEDOUT) return false;
+    if (errno != ENOSYS) return true;
     waitv_unsupported.store(true, std::memory_order_relaxed);
   }
 #endif
@@ -108,8 +98,7 @@ bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected, 
   // window in which a stop request can land between the caller's check and the sleep.
   auto slice_end = timeout::clock::now() + std::chrono::milliseconds(20);
   timeout slice = t.is_forever() || t.deadline() > slice_end ? timeout{slice_end} : t;
-  if (!futex_wait(word, expected, slice, shared))
-    return !deadline_passed(t);
+  if (!futex_wait(word, expected, slice, shared)) return !deadline_passed(t);
   return true;
 }
 
@@ -117,6 +106,26 @@ int futex_wake(const std::atomic<std::uint32_t>& word, int count, bool shared) n
   int op = FUTEX_WAKE | (shared ? 0 : FUTEX_PRIVATE_FLAG);
   auto rc = sys_futex(addr(word), op, static_cast<std::uint32_t>(count), nullptr, 0);
   return rc < 0 ? 0 : static_cast<int>(rc);
+}
+
+timespec monotonic_deadline(const timeout& t) noexcept {
+  return to_timespec(t.deadline());
+}
+
+int ppoll_until(pollfd* fds, nfds_t n, const timeout& t) noexcept {
+  for (;;) {
+    timespec ts{};
+    const timespec* tsp = nullptr;
+    if (!t.is_forever()) {
+      auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(t.remaining()).count();
+      if (left < 0) left = 0;
+      ts = timespec{static_cast<time_t>(left / 1'000'000'000),
+                    static_cast<long>(left % 1'000'000'000)};
+      tsp = &ts;
+    }
+    int rc = ::ppoll(fds, n, tsp, nullptr);
+    if (rc >= 0 || errno != EINTR) return rc;
+  }
 }
 
 } // namespace tandem::detail

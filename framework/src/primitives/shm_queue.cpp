@@ -121,8 +121,7 @@ int timed_lock(pthread_mutex_t* m, timeout::time_point deadline) noexcept {
 // A monotonic deadline, as every wait in tandem (pthread_mutex_timedlock would follow the wall
 // clock).
 int timed_lock(pthread_mutex_t* m, timeout::time_point deadline) noexcept {
-  auto ns = deadline.time_since_epoch().count();
-  timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+  timespec ts = tandem::detail::monotonic_deadline(timeout{deadline});
   return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
 }
 #endif

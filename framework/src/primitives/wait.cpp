@@ -52,19 +52,11 @@ namespace {
 constexpr std::chrono::milliseconds first_slice{1};
 constexpr std::chrono::milliseconds max_slice{4};
 
-// ppoll until `t`; returns false on timeout, true when some descriptor has events or a signal
-// interrupted the wait (the caller re-checks everything either way).
+// ppoll until `t`; returns false on timeout, true when some descriptor has events (the caller
+// re-checks everything either way).
 bool ppoll_until(std::vector<pollfd>& pfds, const timeout& t) {
-  timespec ts{};
-  timespec* tsp = nullptr;
-  if (!t.is_forever()) {
-    auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(t.remaining());
-    ts.tv_sec = static_cast<time_t>(left.count() / 1'000'000'000);
-    ts.tv_nsec = static_cast<long>(left.count() % 1'000'000'000);
-    tsp = &ts;
-  }
-  int rc = ::ppoll(pfds.data(), pfds.size(), tsp, nullptr);
-  if (rc < 0 && errno != EINTR) throw_errno(errno, "wait: ppoll failed");
+  int rc = tandem::detail::ppoll_until(pfds.data(), pfds.size(), t);
+  if (rc < 0) throw_errno(errno, "wait: ppoll failed");
   return rc != 0;
 }
 

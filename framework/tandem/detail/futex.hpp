@@ -8,8 +8,11 @@
 
 #include <tandem/timeout.hpp>
 
+#include <poll.h>
+
 #include <atomic>
 #include <cstdint>
+#include <ctime>
 #include <stop_token>
 
 namespace tandem::detail {
@@ -34,6 +37,15 @@ int futex_wake(const std::atomic<std::uint32_t>& word, int count, bool shared = 
 inline int futex_wake_all(const std::atomic<std::uint32_t>& word, bool shared = false) noexcept {
   return futex_wake(word, 0x7fffffff, shared);
 }
+
+/// The deadline of `t` as an absolute CLOCK_MONOTONIC time, for system calls that take one
+/// (pthread_mutex_clocklock, clock_nanosleep with TIMER_ABSTIME). `t` must not be forever.
+timespec monotonic_deadline(const timeout& t) noexcept;
+
+/// ppoll(fds, n) until an event or the deadline of `t`: returns ppoll's result (> 0: events, 0:
+/// the deadline passed), or -1 with errno for a failure other than EINTR. A signal never
+/// shortens or extends the wait: an interrupted ppoll is retried with the time that is left.
+int ppoll_until(pollfd* fds, nfds_t n, const timeout& t) noexcept;
 
 /// A polite pause for spin loops (PAUSE on x86, YIELD on ARM).
 inline void cpu_relax() noexcept {
