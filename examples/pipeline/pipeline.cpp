@@ -17,20 +17,45 @@
 // stops the aggregator the same way. A stage that fails shuts both queues down at once
 // (shutdown(immediate = true)), which stops every other stage promptly.
 //
+// Two ways to run the workers (--mode):
+//   threads    (the default) tandem::thread workers, tandem::queue's between the stages: a batch
+//              moves through a queue as a pointer hand-off.
+//   processes  tandem::mp::process workers, tandem::mp::queue's in shared memory between the
+//              stages: every batch and every partial result is serialized into the queue and
+//              decoded on the other side (stages.hpp gives each type a CAF inspect overload). The
+//              source and the aggregator stay threads of the main process; each worker process
+//              gets the two queues as arguments. The main thread watches the workers' sentinels:
+//              when the last worker has exited, it shuts the results queue down (an exited worker
+//              has nothing in flight: put() returns once the item is in shared memory), and a
+//              worker that dies (a crash, kill -9) fails the run instead of losing a batch
+//              silently. The queues' buffers are sized from --batch and --queue-size so that a
+//              serialized batch and a serialized partial result always fit.
+//
 // At the end the program computes the same statistics in one thread and checks that the pipeline
 // got exactly the same result; it exits with status 1 when not.
 //
-// The stage logic lives in stages.hpp and knows nothing about threads: run_threads() below is one
-// way to run it, and a runner with worker processes would be another (--mode).
+// The stage logic lives in stages.hpp and knows nothing about threads or processes: the runners
+// below share the source, worker and aggregator loops and differ only in what runs them.
 //
-//   pipeline [--items=N] [--workers=N] [--seed=N] [--queue-size=N] [--batch=N] [--mode=threads]
-//            [CAF's options, e.g. --scheduler.max-threads=2] [--help]
+//   Python                                       tandem
+//   threading.Thread(target=worker)              tandem::thread                 (--mode=threads)
+//   queue.Queue(maxsize=8)                       tandem::queue<batch>{8}
+//   multiprocessing.Process(target=worker)       tandem::mp::process          (--mode=processes)
+//   multiprocessing.Queue(maxsize=8)             tandem::mp::queue<batch>{{.maxsize = 8, ...}}
+//   queue.Queue.shutdown()  (3.13)               q.shutdown()  (mp::queue too; Python's has none)
+//   multiprocessing.connection.wait(sentinels)   tandem::mp::wait(sentinels, 100ms)
+//
+//   pipeline [--items=N] [--workers=N] [--seed=N] [--queue-size=N] [--batch=N]
+//            [--mode=threads|processes] [CAF's options, e.g. --scheduler.max-threads=2] [--help]
 
 #include "stages.hpp"
 
 #include <tandem/error.hpp>
 #include <tandem/event.hpp>
 #include <tandem/lock.hpp>
+#include <tandem/mp/process.hpp>
+#include <tandem/mp/queue.hpp>
+#include <tandem/mp/wait.hpp>
 #include <tandem/queue.hpp>
 #include <tandem/runtime.hpp>
 #include <tandem/thread.hpp>
@@ -51,6 +76,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -78,27 +104,32 @@ public:
   pipeline_config() {
     opt_group{custom_options_, "global"}
         .add(opt.items, "items,n", "log lines to analyse (default 2000000)")
-        .add(opt.workers, "workers,w", "worker threads (default: one per CPU)")
+        .add(opt.workers, "workers,w", "workers, threads or processes (default: one per CPU)")
         .add(opt.seed, "seed,s", "seed of the generated data set (default 42)")
         .add(opt.queue_size, "queue-size,q",
              "capacity of each queue in batches, 0 for unbounded (default 8)")
         .add(opt.batch, "batch,b", "lines per batch (default 1000)")
-        .add(opt.mode, "mode", "how workers run: threads (the default)");
+        .add(opt.mode, "mode",
+             "how workers run: threads (the default), or processes (worker processes "
+             "connected by shared-memory queues)");
   }
 };
 
 const char* const about =
     "\npipeline: analyses generated web-server access logs with a source -> workers -> aggregator\n"
-    "pipeline of tandem threads connected by bounded tandem queues, then checks the result "
-    "against\n"
-    "a single-threaded run. Example: pipeline --items=5000000 --workers=4 --queue-size=2\n";
+    "pipeline of tandem threads connected by bounded tandem queues (with --mode=processes, the\n"
+    "workers are processes connected by bounded cross-process queues in shared memory), then\n"
+    "checks the result against a single-threaded run.\n"
+    "Examples: pipeline --items=5000000 --workers=4 --queue-size=2\n"
+    "          pipeline --mode=processes --items=5000000\n";
 
 // An error message for options the parser accepted but the program cannot use, or nullptr.
 const char* invalid(const options& opt) {
   if (opt.workers < 1 || opt.workers > 1024) return "--workers must be between 1 and 1024";
   if (opt.batch < 1 || opt.batch > 1'000'000) return "--batch must be between 1 and 1000000";
   if (opt.queue_size > 1'000'000) return "--queue-size must be at most 1000000";
-  if (opt.mode != "threads") return "--mode must be threads";
+  if (opt.mode != "threads" && opt.mode != "processes")
+    return "--mode must be threads or processes";
   return nullptr;
 }
 
@@ -113,6 +144,14 @@ std::string with_commas(std::uint64_t n) {
     out += digits[i];
   }
   return out;
+}
+
+// "3 worker processes", "1 worker thread".
+std::string describe_workers(const options& opt) {
+  bool processes = opt.mode == "processes";
+  return std::to_string(opt.workers) + " worker " +
+         (processes ? (opt.workers == 1 ? "process" : "processes")
+                    : (opt.workers == 1 ? "thread" : "threads"));
 }
 
 double seconds(clock_type::duration d) {
@@ -158,7 +197,8 @@ private:
 
 // -- running the stages -----------------------------------------------------------------------
 
-/// Time one stage (or one worker) spent working and waiting on its queues.
+/// Time one stage (or one worker) spent working and waiting on its queues. Trivially copyable:
+/// a worker process sends its own through a cross-process queue as plain bytes.
 struct stage_time {
   clock_type::duration busy{};
   clock_type::duration waiting{}; // blocked in get() (input empty) or put() (output full)
@@ -175,25 +215,53 @@ struct run_report {
   std::exception_ptr failure; // the first exception a stage threw, if any
 };
 
-/// One run of the pipeline in threads: what its threads share, and each stage's loop.
-struct thread_run {
+/// The worker stage's loop, the same in a thread and in a process: batches in, partial results
+/// out, until the work queue is shut down and empty. A put into a results queue that was shut
+/// down (the pipeline is stopping) throws shut_down_error to the caller.
+template <class Work, class Results>
+void work_loop(Work& work, Results& results, stage_time& t) {
+  for (;;) {
+    auto t0 = clock_type::now();
+    pipeline::batch b;
+    try {
+      b = work.get();
+    } catch (const tandem::shut_down_error&) {
+      break; // the source is done and the queue is empty
+    }
+    auto t1 = clock_type::now();
+    auto part = pipeline::analyze(b);
+    auto t2 = clock_type::now();
+    results.put(std::move(part)); // blocks while the aggregator is behind
+    t.waiting += (t1 - t0) + (clock_type::now() - t2);
+    t.busy += t2 - t1;
+    ++t.batches;
+  }
+}
+
+/// One run of the pipeline: its two queues (tandem::queue's, or mp::queue's when the workers are
+/// processes), the source and aggregator loops, which run as threads of this process in both
+/// modes, and how a failure stops the run.
+template <class Work, class Results>
+struct run_state {
   const options& opt;
-  tandem::queue<pipeline::batch> work;        // source -> workers
-  tandem::queue<pipeline::log_stats> results; // workers -> aggregator
-  std::atomic<std::uint64_t> lines_done{0};   // for the progress line
-  std::atomic<std::size_t> workers_left;
-  tandem::event finished; // set when the aggregator leaves
+  Work work;                                // source -> workers
+  Results results;                          // workers -> aggregator
+  std::atomic<std::uint64_t> lines_done{0}; // for the progress line
+  tandem::event finished;                   // set when the aggregator leaves
   tandem::lock failure_lock;
   // Each stage writes only its own parts; the main thread reads them after join().
   run_report report;
 
-  explicit thread_run(const options& o)
-      : opt(o), work{o.queue_size}, results{o.queue_size}, workers_left{o.workers} {
+  // `work_arg` and `results_arg` construct the queues (tandem's queues cannot be moved).
+  template <class WorkArg, class ResultsArg>
+  run_state(const options& o, const WorkArg& work_arg, const ResultsArg& results_arg)
+      : opt(o), work(work_arg), results(results_arg) {
     report.workers.resize(o.workers);
   }
 
   // The first failure stops the whole pipeline: both queues shut down at once, so every stage
-  // blocked in get() or put() gets shut_down_error and leaves.
+  // blocked in get() or put() gets shut_down_error and leaves (worker processes too: the queues
+  // are shared).
   void fail(std::exception_ptr e) {
     {
       std::scoped_lock guard{failure_lock};
@@ -233,30 +301,6 @@ struct thread_run {
     });
   }
 
-  void worker(std::size_t index) {
-    guarded([&] {
-      auto& t = report.workers[index];
-      for (;;) {
-        auto t0 = clock_type::now();
-        pipeline::batch b;
-        try {
-          b = work.get();
-        } catch (const tandem::shut_down_error&) {
-          break; // the source is done and the queue is empty
-        }
-        auto t1 = clock_type::now();
-        auto part = pipeline::analyze(b);
-        auto t2 = clock_type::now();
-        results.put(std::move(part)); // blocks while the aggregator is behind
-        t.waiting += (t1 - t0) + (clock_type::now() - t2);
-        t.busy += t2 - t1;
-        ++t.batches;
-      }
-    });
-    if (--workers_left == 0)
-      results.shutdown(); // the last worker out closes the aggregator's input
-  }
-
   void aggregator() {
     guarded([&] {
       auto& t = report.aggregator;
@@ -278,19 +322,36 @@ struct thread_run {
     });
     finished.set();
   }
+
+  // The progress line's detail: the queue depths show where the pipeline is waiting.
+  void show_progress(progress_line& progress) const {
+    char detail[96];
+    std::snprintf(detail, sizeof detail, "queued: %zu work, %zu results", work.qsize(),
+                  results.qsize());
+    progress.show(lines_done.load(), detail);
+  }
 };
+
+// -- in threads -------------------------------------------------------------------------------
 
 /// Runs the pipeline with tandem threads and tandem queues.
 run_report run_threads(const options& opt) {
   auto start = clock_type::now();
-  thread_run run{opt};
+  using state = run_state<tandem::queue<pipeline::batch>, tandem::queue<pipeline::log_stats>>;
+  state run{opt, opt.queue_size, opt.queue_size};
+  std::atomic<std::size_t> workers_left{opt.workers};
 
   std::vector<tandem::thread> threads;
   threads.reserve(opt.workers + 2);
   threads.emplace_back(tandem::thread::options{.name = "source"}, [&run] { run.source(); });
+  auto worker = [&run, &workers_left](std::size_t i) {
+    run.guarded([&] { work_loop(run.work, run.results, run.report.workers[i]); });
+    // The last worker out closes the aggregator's input.
+    if (--workers_left == 0) run.results.shutdown();
+  };
   for (std::size_t i = 0; i < opt.workers; ++i)
     threads.emplace_back(tandem::thread::options{.name = "worker-" + std::to_string(i + 1)},
-                         [&run, i] { run.worker(i); });
+                         [worker, i] { worker(i); });
   threads.emplace_back(tandem::thread::options{.name = "aggregator"}, [&run] { run.aggregator(); });
 
   std::size_t started = 0;
@@ -306,19 +367,148 @@ run_report run_threads(const options& opt) {
     return std::move(run.report);
   }
 
-  // The main thread only watches: the queue depths show where the pipeline is waiting.
+  // The main thread only watches.
   progress_line progress{opt.items};
-  while (!run.finished.wait(100ms)) {
-    char detail[96];
-    std::snprintf(detail, sizeof detail, "queued: %zu work, %zu results", run.work.qsize(),
-                  run.results.qsize());
-    progress.show(run.lines_done.load(), detail);
-  }
+  while (!run.finished.wait(100ms)) run.show_progress(progress);
   progress.done();
 
   // join() also makes every stage's writes to the report visible here.
   for (auto& t : threads) t.join();
   run.report.wall = clock_type::now() - start;
+  return std::move(run.report);
+}
+
+// -- in processes -----------------------------------------------------------------------------
+
+/// What a worker process reports when it leaves: which worker, and its stage time.
+struct worker_time {
+  std::size_t index = 0;
+  stage_time time;
+};
+
+using work_queue = tandem::mp::queue<pipeline::batch>;
+using results_queue = tandem::mp::queue<pipeline::log_stats>;
+
+/// A worker process: the worker loop over the shared queues, then its time into `times`. A
+/// failure (a batch that does not decode, a result too large for the queue) shuts both queues
+/// down at once, as a failing thread does, and ends the process with exit code 1 (the exception
+/// is printed on stderr): the main process sees the exit code and fails the run.
+void process_worker(std::size_t index, work_queue work, results_queue results,
+                    tandem::mp::queue<worker_time> times) {
+  worker_time mine{index, {}};
+  try {
+    work_loop(work, results, mine.time);
+  } catch (const tandem::shut_down_error&) {
+    // The pipeline is stopping: another stage failed.
+  } catch (...) {
+    work.shutdown(true);
+    results.shutdown(true);
+    throw;
+  }
+  times.put(mine);
+}
+
+// Upper bounds of the serialized sizes of a batch and of a worker's partial result (tandem's
+// codec: a 9-byte header, integers at fixed width, a varint of at most 10 bytes before every
+// string and container; std::array without a length). A partial result is mostly fixed-size
+// arrays (status codes, hours, the latency histogram: about 16 KB) plus one entry per distinct
+// client, route and method of its batch.
+std::size_t batch_bytes_bound(const options& opt) {
+  return 9 + 8 + 8 + 10 + opt.batch * pipeline::max_line_bytes;
+}
+
+std::size_t stats_bytes_bound(const options& opt) {
+  using stats = pipeline::log_stats;
+  constexpr std::size_t numbers = 5 + std::tuple_size_v<decltype(stats::by_status)> +
+                                  std::tuple_size_v<decltype(stats::by_hour)> +
+                                  pipeline::latency_histogram::n_buckets + 2;
+  constexpr std::size_t fixed = 9 + 8 * numbers + 3 * 10; // header, numbers, 3 map lengths
+  constexpr std::size_t key = 10 + pipeline::max_key_bytes;
+  auto clients = std::min(opt.batch, pipeline::max_clients); // a batch of n lines has <= n
+  return fixed + pipeline::max_methods * (key + 8) + pipeline::max_routes * (key + 4 * 8) +
+         clients * (key + 8);
+}
+
+// A queue's shared buffer: room for every item the queue may hold at the largest size, plus one
+// (a put waits for room in the buffer as well as for a free slot); 64 items' worth for an
+// unbounded queue. At most the largest buffer a queue allows.
+tandem::mp::queue_options queue_sizing(const options& opt, std::size_t item_bound) {
+  constexpr std::size_t max_buffer = std::size_t{1} << 30;
+  std::size_t items = (opt.queue_size == 0 ? 64 : opt.queue_size) + 1;
+  std::size_t bytes = item_bound > max_buffer / items ? max_buffer : item_bound * items;
+  return {.maxsize = opt.queue_size, .buffer_bytes = bytes};
+}
+
+/// Runs the pipeline with worker processes and cross-process queues; the source and the
+/// aggregator are threads of this process.
+run_report run_processes(const options& opt) {
+  auto start = clock_type::now();
+  using state = run_state<work_queue, results_queue>;
+  state run{opt, queue_sizing(opt, batch_bytes_bound(opt)),
+            queue_sizing(opt, stats_bytes_bound(opt))};
+  tandem::mp::queue<worker_time> times; // unbounded: one small item per worker
+
+  // Each process gets handles of the queues (copies: this process keeps its own).
+  std::vector<tandem::mp::process> workers;
+  workers.reserve(opt.workers);
+  for (std::size_t i = 0; i < opt.workers; ++i)
+    workers.emplace_back(tandem::mp::process::options{.name = "worker-" + std::to_string(i + 1)},
+                         process_worker, i, run.work, run.results, times);
+  tandem::thread source{{.name = "source"}, [&run] { run.source(); }};
+  tandem::thread aggregator{{.name = "aggregator"}, [&run] { run.aggregator(); }};
+
+  std::size_t started = 0;
+  try {
+    for (auto& w : workers) {
+      w.start();
+      ++started;
+    }
+    source.start();
+    aggregator.start();
+  } catch (...) {
+    // The OS refused a process or a thread: stop what runs, and report the failure.
+    run.fail(std::current_exception());
+    for (std::size_t i = 0; i < started; ++i) workers[i].join();
+    if (source.is_alive()) source.join();
+    return std::move(run.report);
+  }
+
+  // The main thread watches the workers' sentinels. The last worker to exit has put its last
+  // result (put() returns once the item is in shared memory), so the results queue can shut
+  // down; a worker that did not exit with 0 lost what it held, and the run fails.
+  progress_line progress{opt.items};
+  std::vector<bool> running(opt.workers, true);
+  std::size_t left = opt.workers;
+  while (left > 0) {
+    std::vector<tandem::mp::waitable> sentinels;
+    std::vector<std::size_t> which;
+    for (std::size_t i = 0; i < opt.workers; ++i)
+      if (running[i]) {
+        sentinels.emplace_back(workers[i].sentinel());
+        which.push_back(i);
+      }
+    for (std::size_t k : tandem::mp::wait(sentinels, 100ms)) {
+      auto& w = workers[which[k]];
+      w.join();
+      running[which[k]] = false;
+      --left;
+      if (auto code = w.exitcode(); code != 0)
+        run.fail(std::make_exception_ptr(
+            tandem::process_error(w.name() + " (pid " + std::to_string(w.pid().value_or(0)) +
+                                  ") exited with code " + std::to_string(code.value_or(0)) +
+                                  (code.value_or(0) < 0 ? " (killed by a signal)" : "") +
+                                  ": the batches it held are lost")));
+    }
+    if (left == 0) run.results.shutdown(); // the last worker out closes the aggregator's input
+    run.show_progress(progress);
+  }
+  while (!run.finished.wait(100ms)) run.show_progress(progress);
+  progress.done();
+
+  source.join();
+  aggregator.join();
+  run.report.wall = clock_type::now() - start;
+  while (auto t = times.get(0s)) run.report.workers[t->index] = t->time;
   return std::move(run.report);
 }
 
@@ -339,11 +529,13 @@ void print_stage(const char* name, const stage_time& t, const char* note) {
               with_commas(t.batches).c_str(), note);
 }
 
-void print_summary(const run_report& r) {
+void print_summary(const run_report& r, const options& opt) {
   const auto& s = r.result;
   double wall = seconds(r.wall);
-  std::printf("\nprocessed %s lines (%.1f MB of log text) in %.2f s: %.2f M lines/s, %.0f MB/s\n",
-              with_commas(s.lines).c_str(), static_cast<double>(s.text_bytes) / 1e6, wall,
+  std::printf("\nmode %s: processed %s lines (%.1f MB of log text) with %s in %.2f s: %.2f M "
+              "lines/s, %.0f MB/s\n",
+              opt.mode.c_str(), with_commas(s.lines).c_str(),
+              static_cast<double>(s.text_bytes) / 1e6, describe_workers(opt).c_str(), wall,
               static_cast<double>(s.lines) / wall / 1e6,
               static_cast<double>(s.text_bytes) / wall / 1e6);
 
@@ -451,14 +643,14 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  std::printf("tandem pipeline: %s lines, seed %" PRIu64 ", %zu worker thread%s, queues of %s "
-              "batches of %zu lines\n",
-              with_commas(opt.items).c_str(), opt.seed, opt.workers, opt.workers == 1 ? "" : "s",
+  std::printf("tandem pipeline: %s lines, seed %" PRIu64 ", %s, queues of %s batches of %zu "
+              "lines\n",
+              with_commas(opt.items).c_str(), opt.seed, describe_workers(opt).c_str(),
               opt.queue_size == 0 ? "unbounded" : std::to_string(opt.queue_size).c_str(),
               opt.batch);
   std::fflush(stdout);
 
-  auto report = run_threads(opt);
+  auto report = opt.mode == "processes" ? run_processes(opt) : run_threads(opt);
   if (report.failure) {
     try {
       std::rethrow_exception(report.failure);
@@ -469,7 +661,7 @@ int main(int argc, char** argv) {
     }
     return 1;
   }
-  print_summary(report);
+  print_summary(report, opt);
 
   // The self-check: the same stages in one thread must give exactly the same statistics. Any lost,
   // duplicated or corrupted batch, or a merge that depends on the order, shows up here.

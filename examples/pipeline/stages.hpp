@@ -5,14 +5,17 @@
 //   aggregator  log_stats::merge(part)                          (adds partial results together)
 //
 // Nothing here knows how it is run. pipeline.cpp runs the stages in tandem::thread workers
-// connected by bounded tandem::queue's; the self-check runs the very same functions in one thread;
-// a process runner would run them in child processes connected by cross-process queues. That is
-// why the data types are plain values (vectors, maps and arrays of numbers and strings): they move
-// through a queue cheaply and serialize easily.
+// connected by bounded tandem::queue's, or in worker processes connected by cross-process
+// tandem::mp::queue's (--mode=processes); the self-check runs the very same functions in one
+// thread. That is why the data types are plain values (vectors, maps and arrays of numbers and
+// strings): they move through an in-process queue cheaply, and their CAF `inspect` overloads
+// (below each type) let them be serialized into a cross-process queue's shared memory.
 //
 // The data set depends only on the seed: record i is a pure function of (seed, i), so batches can
 // be generated in any order, by any worker, and the result is always the same.
 #pragma once
+
+#include <caf/meta/type_name.hpp>
 
 #include <array>
 #include <cstddef>
@@ -35,6 +38,11 @@ struct batch {
   std::string text;
 };
 
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, batch& x) {
+  return f(caf::meta::type_name("batch"), x.first, x.count, x.text);
+}
+
 /// Appends the log line of record `index` of the data set `seed` to `out` (no newline), e.g.
 ///   2024-03-01T00:00:01.720Z 10.0.18.77 GET /api/users/4182/orders 200 5321 12.345ms
 /// About one line in a thousand is damaged (cut short or garbled), as in real logs.
@@ -42,6 +50,21 @@ void append_record(std::uint64_t seed, std::uint64_t index, std::string& out);
 
 /// Records `first` to `first + count - 1` of the data set `seed`: the source stage.
 batch read_batch(std::uint64_t seed, std::uint64_t first, std::size_t count);
+
+// -- the data set's shape ---------------------------------------------------------------------
+
+// Upper bounds of what the data set holds, for sizing buffers that carry batches and statistics
+// (the cross-process queues' shared memory). The generator stays within them by construction.
+
+/// The longest line, its newline included (by construction at most 89 bytes).
+inline constexpr std::size_t max_line_bytes = 128;
+/// Distinct clients: the generator picks them from 2000 addresses.
+inline constexpr std::size_t max_clients = 2000;
+/// Distinct routes (12 endpoints) and methods (3) of parsed lines; damaged lines add none.
+inline constexpr std::size_t max_routes = 16;
+inline constexpr std::size_t max_methods = 8;
+/// The longest client address (10 bytes), route (21) or method (6).
+inline constexpr std::size_t max_key_bytes = 32;
 
 // -- the worker stage -------------------------------------------------------------------------
 
@@ -67,6 +90,10 @@ std::string route_of(std::string_view path);
 /// 3% wide): mergeable, and percentiles without keeping every sample.
 class latency_histogram {
 public:
+  /// Values below `direct` have a bucket each; above, 32 buckets per power of two up to 2^40 us.
+  static constexpr std::size_t direct = 64;
+  static constexpr std::size_t n_buckets = direct + 40 * 32;
+
   void add(std::uint64_t us);
   void merge(const latency_histogram& other);
 
@@ -78,9 +105,13 @@ public:
 
   friend bool operator==(const latency_histogram&, const latency_histogram&) = default;
 
+  /// Serializes every bucket (a fixed-size array: n_buckets numbers) and the totals.
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, latency_histogram& x) {
+    return f(caf::meta::type_name("latency_histogram"), x.buckets_, x.count_, x.max_);
+  }
+
 private:
-  static constexpr std::size_t direct = 64; // values below are their own bucket
-  static constexpr std::size_t n_buckets = direct + 40 * 32;
   static std::size_t bucket_of(std::uint64_t us);
   static std::uint64_t upper_bound_of(std::size_t bucket);
 
@@ -98,6 +129,11 @@ struct route_stats {
 
   friend bool operator==(const route_stats&, const route_stats&) = default;
 };
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, route_stats& x) {
+  return f(caf::meta::type_name("route_stats"), x.requests, x.server_errors, x.bytes, x.latency_us);
+}
 
 /// The statistics of any number of log lines. Merging is associative and commutative, so partial
 /// results may be merged in any order: the total is always the same.
@@ -124,6 +160,12 @@ struct log_stats {
 
   friend bool operator==(const log_stats&, const log_stats&) = default;
 };
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, log_stats& x) {
+  return f(caf::meta::type_name("log_stats"), x.lines, x.text_bytes, x.malformed, x.bytes,
+           x.checksum, x.by_status, x.by_hour, x.by_method, x.by_route, x.by_client, x.latency);
+}
 
 /// The worker stage: the statistics of every line of one batch.
 log_stats analyze(const batch& b);
