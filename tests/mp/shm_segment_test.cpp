@@ -42,7 +42,7 @@ TEST_SUITE("mp shared memory segment") {
     bool zero = true;
     for (std::size_t i = 0; i < 4096; ++i) zero = zero && p[i] == 0;
     CHECK(zero);
-    CHECK(reinterpret_cast<std::uintptr_t>(p) % 64 == 0);
+    CHECK(reinterpret_cast<std::uintptr_t>(p) % 128 == 0);
 
     auto other = shm_segment::attach(::dup(sut.fd()), test_kind);
     std::memcpy(p + 100, "hello", 5);

@@ -89,6 +89,8 @@ constexpr std::size_t ring_offset = (sizeof(shm_queue_state) + 127) & ~std::size
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 static_assert(sizeof(std::atomic<std::uint32_t>) == 4);
+static_assert(alignof(shm_queue_state) <= shm_segment::header_size,
+              "the segment payload must be aligned for the queue state");
 
 void init_mutex(pthread_mutex_t* m) {
   pthread_mutexattr_t attr;

@@ -7,7 +7,8 @@
 // are gone. A fork child inherits the mapping (and the descriptor); any other process maps it from
 // a descriptor it received (SCM_RIGHTS, or inherited across exec) with attach().
 //
-// Layout: a 64-byte header, then the payload. The header holds a magic number, a layout version,
+// Layout: a 128-byte header, then the payload (aligned to 128 bytes, so objects that keep their
+// hot fields on separate pairs of cache lines can live at its start). The header holds a magic number, a layout version,
 // the kind of object that lives in the payload (chosen by the creator) and the size of the whole
 // segment. attach() refuses a descriptor whose header does not match what the caller expects
 // (segment_error, errno EINVAL), so a wrong descriptor is an error, never undefined behaviour.
@@ -41,7 +42,7 @@ public:
 
   static constexpr std::uint64_t magic = 0x5451'4e44'454d'5351; // "TANDEMSQ"-ish
   static constexpr std::uint32_t version = 1;
-  static constexpr std::size_t header_size = 64;
+  static constexpr std::size_t header_size = 128;
 
   // -- construction ---------------------------------------------------------------------------
 
@@ -74,7 +75,7 @@ public:
   /// False for an empty (default-constructed or moved-from) handle.
   explicit operator bool() const noexcept { return base_ != nullptr; }
 
-  /// The payload: 64-byte aligned, payload_size() bytes.
+  /// The payload: 128-byte aligned, payload_size() bytes.
   void* payload() const noexcept { return static_cast<std::byte*>(base_) + header_size; }
 
   /// The payload's size in bytes.
