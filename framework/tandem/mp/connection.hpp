@@ -1,10 +1,10 @@
 // tandem::mp::connection: one end of a pipe, Python's `multiprocessing.connection.Connection`.
 //
-// A connection owns a file descriptor (a Unix stream socket for a duplex pipe, one end of a
-// pipe(2) otherwise) and sends and receives whole messages over it. Each send_bytes() writes one
-// frame (tandem/detail/frame.hpp: a length header, then the bytes), each recv_bytes() reads one:
-// message boundaries are kept, zero-length messages exist, and the wire format is Python's, so a
-// tandem connection and a Python Connection exchange byte messages.
+// A connection owns a file descriptor (a Unix stream socket from mp::pipe(), or any socket or
+// pipe(2) end handed to the constructor) and sends and receives whole messages over it. Each
+// send_bytes() writes one frame (tandem/detail/frame.hpp: a length header, then the bytes), each
+// recv_bytes() reads one: message boundaries are kept, zero-length messages exist, and the wire
+// format is Python's, so a tandem connection and a Python Connection exchange byte messages.
 //
 //   auto [a, b] = tandem::mp::pipe();
 //   std::thread peer{[&] { b.send_bytes(b.recv_bytes()); }};   // echo
