@@ -220,14 +220,18 @@ BENCHMARK(mpqueue_64b_boost)->Name("mpqueue_64b/boost_message_queue")->UseManual
 BENCHMARK(mpqueue_64k_boost)->Name("mpqueue_64k/boost_message_queue")->UseManualTime();
 
 #ifdef TANDEM_BENCH_MP_QUEUE
-// The same transfer through tandem::mp::queue, holding as many items as the message_queue
-// (maxsize), with a buffer just large enough for them (each item carries an 8-byte header).
+// The same transfer through tandem::mp::queue with the same item limit (maxsize) and a buffer
+// just large enough for that many items (each carries an 8-byte header), but no larger than the
+// default buffer (1 MiB): 64-byte items get a 128 KiB ring holding all 1024; 64 KiB items fill the
+// default 1 MiB ring at 15, which keeps the ring in the cache, where message_queue's 64 slots of
+// 64 KiB (4 MiB) do not fit.
 template <std::size_t Size>
 void tandem_transfer(benchmark::State& state, std::size_t capacity, std::int64_t batch) {
   using item_type = std::array<unsigned char, Size>;
   for (auto _ : state) {
-    tandem::mp::queue<item_type> q{
-        tandem::mp::queue_options{.maxsize = capacity, .buffer_bytes = std::max<std::size_t>(capacity * (Size + 8), 1 << 20)}};
+    tandem::mp::queue<item_type> q{tandem::mp::queue_options{
+        .maxsize = capacity,
+        .buffer_bytes = std::min<std::size_t>(capacity * (Size + 8), 1 << 20)}};
     gate go;
     pid_t peer = fork_peer([&] {
       item_type item{};
