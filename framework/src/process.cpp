@@ -8,7 +8,8 @@
 //   through pidfd_send_signal and the status is collected with waitid(P_PIDFD), so nothing ever
 //   signals or reaps a recycled pid.
 // - A spawn child gets its bootstrap record in a memfd at descriptor 3, its arguments'
-//   descriptors at 4, 5, ..., this process's pidfd (its parent_process() sentinel) after them;
+//   descriptors at 4, 5, ..., this process's pidfd (its parent_process() sentinel) after them,
+//   then the child's ends of its mailbox (the plain channel, the actor's channel);
 //   every other descriptor is closed (posix_spawn file actions, closefrom). The environment
 //   variable TANDEM_MP_SPAWN marks the child; freeze_support() removes it, so a program the
 //   child executes later does not mistake itself for a spawn child.
@@ -35,9 +36,14 @@
 
 #include <tandem/detail/thread_registry.hpp>
 #include <tandem/error.hpp>
+#include <tandem/mp/detail/process_actor.hpp>
 #include <tandem/mp/detail/process_registry.hpp>
+#include <tandem/mp/pipe.hpp>
 #include <tandem/mp/process.hpp>
 #include <tandem/thread.hpp>
+
+#include <caf/actor_cast.hpp>
+#include <caf/exit_reason.hpp>
 
 #include <cxxabi.h>
 #include <dirent.h>
@@ -84,6 +90,11 @@ namespace detail {
 
 enum class process_kind { child, current, parent };
 
+class process_state;
+
+// Forgets the parent's ends of a process's mailbox (see parent_ends below).
+void forget_parent_ends(process_state& s) noexcept;
+
 class process_state {
 public:
   process_state(process_kind k, std::string name, bool daemon, start_method m)
@@ -91,6 +102,7 @@ public:
   process_state(const process_state&) = delete;
   process_state& operator=(const process_state&) = delete;
   ~process_state() {
+    forget_parent_ends(*this);
     if (pidfd >= 0) ::close(pidfd);
     if (status_fd >= 0) ::close(status_fd);
   }
@@ -114,6 +126,13 @@ public:
   bool lost = false;                      // guarded by mtx: status collected elsewhere
   std::string lost_reason;                // guarded by mtx: why, for exitcode()'s message
   std::atomic<bool> registered{false};
+  // The mailbox (process_mailbox.hpp): the parent's ends, made at start, closed by close().
+  connection box;      // guarded by box_mtx for receiving, send_mtx for sending
+  connection requests; // the actor's channel, until the actor takes it
+  std::mutex send_mtx;
+  std::mutex box_mtx;
+  std::mutex actor_mtx;
+  std::shared_ptr<process_actor_link> actor_link; // guarded by actor_mtx; made by actor()
 
   std::string name() const {
     std::lock_guard guard{mtx};
@@ -243,6 +262,9 @@ struct registry {
   std::mutex mtx;
   std::vector<std::shared_ptr<process_state>> children; // guarded by mtx: started, not collected
   std::once_flag exit_handler_installed;
+  // The parent's ends of every child's mailbox that are open in this process: a fork child
+  // points them at /dev/null (see after_fork_in_child).
+  std::vector<int> parent_ends; // guarded by mtx
 };
 
 registry& the_registry();
@@ -321,6 +343,17 @@ void after_fork_in_child() noexcept {
   fs.mtx.unlock();
   auto& reg = the_registry();
   reg.children.clear();
+  // The parent's ends of its children's mailboxes: a copy here would keep those children from
+  // seeing end of file when the parent ends. The descriptors stay allocated (objects of this
+  // copy of memory own them and will close them) but no longer refer to the sockets. open and
+  // dup3 are async-signal-safe.
+  for (int fd : reg.parent_ends) {
+    int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null >= 0) {
+      ::dup3(null, fd, O_CLOEXEC);
+      ::close(null);
+    }
+  }
   reg.mtx.unlock();
   the_identity().mtx.unlock();
 }
@@ -335,6 +368,13 @@ registry& the_registry() {
   return reg.get();
 }
 
+void remember_parent_ends(process_state& s) {
+  auto& reg = the_registry();
+  std::lock_guard guard{reg.mtx};
+  reg.parent_ends.push_back(s.box.fileno());
+  reg.parent_ends.push_back(s.requests.fileno());
+}
+
 void unregister(process_state& s) {
   if (!s.registered.exchange(false)) return;
   auto& reg = the_registry();
@@ -343,6 +383,25 @@ void unregister(process_state& s) {
                          [&](const auto& p) { return p.get() == &s; });
   if (it != reg.children.end()) reg.children.erase(it);
 }
+
+} // namespace
+
+void detail::forget_parent_end(int fd) noexcept {
+  auto& reg = the_registry();
+  std::lock_guard guard{reg.mtx};
+  std::erase(reg.parent_ends, fd);
+}
+
+void detail::forget_parent_ends(process_state& s) noexcept {
+  int fds[2] = {s.box.closed() ? -1 : s.box.fileno(),
+                s.requests.closed() ? -1 : s.requests.fileno()};
+  if (fds[0] < 0 && fds[1] < 0) return;
+  auto& reg = the_registry();
+  std::lock_guard guard{reg.mtx};
+  std::erase_if(reg.parent_ends, [&](int fd) { return fd == fds[0] || fd == fds[1]; });
+}
+
+namespace {
 
 // Polls `fd` for input for at most `ms` milliseconds (retrying after signals, not extending the
 // wait); returns whether it is readable (or at EOF, or in error).
@@ -950,7 +1009,7 @@ void check_own_child(const process_state& s, const char* what) {
 
 // The bootstrap record of `s` (spawn and forkserver) with its descriptors.
 spawn_request build_request(process_state& s, identity& id, const std::string& path,
-                            int parent_pidfd) {
+                            int parent_pidfd, const detail::child_channels& mailbox) {
   auto where = module_of(s.launch->target());
   auto entry_where = module_of(s.launch->entry());
   if (!where.found || !entry_where.found || where.name != entry_where.name)
@@ -963,6 +1022,8 @@ spawn_request build_request(process_state& s, identity& id, const std::string& p
   s.launch->save(args, req.fds);
   auto parent_index = req.fds.size();
   req.fds.push_back(parent_pidfd);
+  req.fds.push_back(mailbox.box.fileno());
+  req.fds.push_back(mailbox.requests.fileno());
 
   record_writer w;
   w.put(record_magic);
@@ -982,14 +1043,17 @@ spawn_request build_request(process_state& s, identity& id, const std::string& p
   w.put(method);
   w.put<std::uint32_t>(static_cast<std::uint32_t>(req.fds.size()));
   w.put<std::uint32_t>(static_cast<std::uint32_t>(parent_index));
+  w.put<std::uint32_t>(static_cast<std::uint32_t>(parent_index + 1));
+  w.put<std::uint32_t>(static_cast<std::uint32_t>(parent_index + 2));
   w.put<std::uint32_t>(static_cast<std::uint32_t>(args.size()));
   for (auto& a : args) w.put_bytes(a);
   req.record = std::move(w.bytes);
   return req;
 }
 
-pid_t start_spawn(process_state& s, identity& id, const std::string& path, int parent_pidfd) {
-  auto req = build_request(s, id, path, parent_pidfd);
+pid_t start_spawn(process_state& s, identity& id, const std::string& path, int parent_pidfd,
+                  const detail::child_channels& mailbox) {
+  auto req = build_request(s, id, path, parent_pidfd, mailbox);
   if (s.daemon() && !on_main_thread()) return on_launcher([&] { return spawn_child(req); });
   return spawn_child(req);
 }
@@ -1128,9 +1192,9 @@ started_child start_forkserver_child(const std::string& name, const spawn_reques
   fds.insert(fds.end(), req.fds.begin(), req.fds.end());
   if (fds.size() > max_passed_fds)
     throw usage_error{"cannot start process " + name + " with the forkserver method: its " +
-                      "arguments hold " + std::to_string(req.fds.size() - 1) +
+                      "arguments hold " + std::to_string(req.fds.size() - 3) +
                       " descriptors, more than one message carries (" +
-                      std::to_string(max_passed_fds - 2) + "); use the spawn method"};
+                      std::to_string(max_passed_fds - 4) + "); use the spawn method"};
 
   auto& fs = the_forkserver();
   std::lock_guard guard{fs.mtx};
@@ -1169,7 +1233,8 @@ started_child start_forkserver_child(const std::string& name, const spawn_reques
 }
 
 [[noreturn]] void run_fork_child(process_state& s, identity& id, const std::string& path,
-                                 pid_t parent, const std::string& parent_name) {
+                                 pid_t parent, const std::string& parent_name,
+                                 detail::child_channels& mailbox) {
   bool daemon = s.daemon_;
   if (daemon) die_with_parent(parent);
   auto parent_state =
@@ -1179,6 +1244,7 @@ started_child start_forkserver_child(const std::string& name, const spawn_reques
   parent_state->phase = process_state::started;
   auto name = s.name_;
   become_child(id, name, daemon, path, std::move(parent_state));
+  detail::set_parent_mailbox(std::move(mailbox));
   auto code = run_target(name, [&] { s.launch->run(); });
   finish_child(code);
 }
@@ -1211,6 +1277,21 @@ void process::start() {
     parent_pidfd = self_pidfd(id);
   }
 
+  // The mailbox: the parent's ends stay in the state, the child's go to the child (and are
+  // closed here once it has them).
+  detail::child_channels child_ends;
+  {
+    auto [box_parent, box_child] = pipe(true);
+    auto [requests_parent, requests_child] = pipe(true);
+    child_ends.box = std::move(box_child);
+    child_ends.requests = std::move(requests_child);
+    detail::forget_parent_ends(s); // those of a start that failed
+    std::lock_guard guard{s.mtx};
+    s.box = std::move(box_parent);
+    s.requests = std::move(requests_parent);
+  }
+  remember_parent_ends(s);
+
   pid_t pid = 0;
   int pidfd = -1;     // forkserver: made by the server
   int status_fd = -1; // forkserver: where the server relays the exit status
@@ -1228,11 +1309,11 @@ void process::start() {
     std::fflush(nullptr);
     pid = ::fork();
     if (pid < 0) throw_errno(errno, "cannot start process " + s.name() + ": fork failed");
-    if (pid == 0) run_fork_child(s, id, path, self, parent_name);
+    if (pid == 0) run_fork_child(s, id, path, self, parent_name, child_ends);
   } else if (s.method == start_method::spawn) {
-    pid = start_spawn(s, id, path, parent_pidfd);
+    pid = start_spawn(s, id, path, parent_pidfd, child_ends);
   } else {
-    auto req = build_request(s, id, path, parent_pidfd);
+    auto req = build_request(s, id, path, parent_pidfd, child_ends);
     auto child = start_forkserver_child(s.name(), req);
     pid = child.pid;
     pidfd = child.pidfd;
@@ -1304,6 +1385,12 @@ void process::close() {
     throw usage_error{"Cannot close a process while it is still running. You should first call "
                       "join() or terminate(): " +
                       s.name() + " is running"};
+  detail::forget_parent_ends(s);
+  {
+    std::scoped_lock locks{s.send_mtx, s.box_mtx};
+    s.box.close();
+    s.requests.close();
+  }
   std::lock_guard guard{s.mtx};
   if (s.pidfd >= 0) ::close(s.pidfd);
   s.pidfd = -1;
@@ -1311,6 +1398,76 @@ void process::close() {
   s.status_fd = -1;
   s.launch.reset();
   s.phase = process_state::closed;
+}
+
+// -- the mailbox ----------------------------------------------------------------------------------
+
+detail::process_state& process::mailbox_checked(const char* what) const {
+  auto& s = checked(what);
+  check_own_child(s, what);
+  std::lock_guard guard{s.mtx};
+  if (s.phase == process_state::initial)
+    throw usage_error{std::string{"cannot "} + what + " process " + s.name_ +
+                      " before it is started: its mailbox is made by start()"};
+  return s;
+}
+
+void process::send_message(std::span<const std::byte> bytes) {
+  auto& s = mailbox_checked("send to");
+  std::lock_guard guard{s.send_mtx};
+  s.box.send_bytes(bytes);
+}
+
+std::optional<std::vector<std::byte>> process::recv_message(timeout t) {
+  auto& s = mailbox_checked("receive from");
+  std::lock_guard guard{s.box_mtx};
+  return s.box.recv_bytes(t);
+}
+
+bool process::poll(timeout t) {
+  auto& s = mailbox_checked("poll");
+  std::lock_guard guard{s.box_mtx};
+  return s.box.poll(t);
+}
+
+connection& process::connection() {
+  return mailbox_checked("get the connection of").box;
+}
+
+caf::actor process::actor() {
+  auto& s = mailbox_checked("get the actor of");
+  std::lock_guard guard{s.actor_mtx};
+  if (!s.actor_link) {
+    int sentinel = ::fcntl(s.pidfd, F_DUPFD_CLOEXEC, 0);
+    if (sentinel < 0) throw_errno(errno, "cannot make the actor of " + s.name() + ": dup failed");
+    auto link = std::make_shared<detail::process_actor_link>();
+    mp::connection requests;
+    {
+      std::lock_guard state_guard{s.mtx};
+      requests = std::move(s.requests);
+    }
+    auto self = detail::make_process_actor(process_access::make(state_), std::move(requests),
+                                           sentinel, link);
+    s.actor_link = std::move(link);
+    return self;
+  }
+  auto& link = *s.actor_link;
+  std::lock_guard link_guard{link.mtx};
+  if (auto self = caf::actor_cast<caf::actor>(link.actor)) return self;
+  return detail::ended_process_actor(
+      s.name(), link.reason.value_or(caf::make_error(caf::exit_reason::user_shutdown)));
+}
+
+std::optional<int> detail::collected_exit_code(const process& p) noexcept {
+  auto& s = process_access::state(p);
+  if (!s) return std::nullopt;
+  try {
+    collect(*s);
+  } catch (...) {
+    return std::nullopt;
+  }
+  std::lock_guard guard{s->mtx};
+  return s->code;
 }
 
 std::string process::name() const {
@@ -1505,6 +1662,7 @@ struct child_plan {
   pid_t parent = 0;
   std::string parent_name;
   int parent_pidfd = -1;
+  detail::child_channels mailbox;
   std::uint8_t method = 0xff;
   detail::spawn_entry_fn entry = nullptr;
   std::uintptr_t target = 0;
@@ -1531,8 +1689,13 @@ std::unique_ptr<child_plan> parse_plan(std::vector<std::byte> bytes,
   plan->method = r.get<std::uint8_t>();
   auto nfds = r.get<std::uint32_t>();
   auto parent_index = r.get<std::uint32_t>();
+  auto box_index = r.get<std::uint32_t>();
+  auto requests_index = r.get<std::uint32_t>();
   auto nargs = r.get<std::uint32_t>();
-  if (parent_index >= nfds) throw bad_message_error{"the parent's descriptor is missing"};
+  // The record's writer puts the parent's pidfd and then the mailbox last, in this order.
+  if (parent_index + 2 >= nfds || box_index != parent_index + 1 ||
+      requests_index != parent_index + 2)
+    throw bad_message_error{"the parent's descriptors are missing"};
   if (given) {
     if (given->size() != nfds)
       throw bad_message_error{"the record names " + std::to_string(nfds) + " descriptors but " +
@@ -1549,7 +1712,9 @@ std::unique_ptr<child_plan> parse_plan(std::vector<std::byte> bytes,
   plan->entry = reinterpret_cast<detail::spawn_entry_fn>(*base + entry_offset);
   plan->target = *base + target_offset;
   plan->parent_pidfd = plan->fds[parent_index];
-  plan->fds.erase(plan->fds.begin() + parent_index); // not an argument's
+  plan->mailbox.box = connection{plan->fds[box_index], true, true};
+  plan->mailbox.requests = connection{plan->fds[requests_index], true, true};
+  plan->fds.resize(parent_index); // not an argument's
   for (std::uint32_t i = 0; i < nargs; ++i) plan->readers.push_back({r.get_bytes(), plan->fds});
   return plan;
 }
@@ -1570,6 +1735,7 @@ std::unique_ptr<child_plan> parse_plan(std::vector<std::byte> bytes,
   } catch (const std::exception& e) {
     bootstrap_failed(e.what());
   }
+  detail::set_parent_mailbox(std::move(plan.mailbox));
   auto code = run_target(plan.name, [&] { plan.entry(plan.target, plan.readers); });
   finish_child(code);
 }
@@ -1803,7 +1969,9 @@ bool detail::child_pending() noexcept {
 }
 
 bool detail::shutdown_processes(const timeout& t) noexcept {
-  return children_at_exit_impl(t);
+  bool all = children_at_exit_impl(t);
+  detail::stop_process_actors();
+  return all;
 }
 
 namespace {

@@ -82,6 +82,26 @@
 // parent is the server, which dies with the program, so its daemon children die with the program
 // too (and with the server).
 //
+// The mailbox: every child gets a duplex channel to its parent at start() (all start methods), with
+// Pipe semantics. The parent sends with send(xs...) and receives the child's messages and replies
+// with recv<T>(); the child uses tandem/mp/process_mailbox.hpp (mp::receive, mp::recv, mp::send).
+// A message is a list of values: send(a, b) is received as recv<std::tuple<A, B>>() (or by a
+// handler taking (A, B)), send(a) as recv<A>() (see tandem/mp/detail/process_actor_message.hpp).
+// End of file: once the child has ended and every message it sent was read, recv() throws
+// eof_error; the child's receive throws eof_error once the parent is gone.
+//
+//   void doubler() {
+//     while (tandem::mp::receive([](int x) { return 2 * x; })) {}  // until the parent is gone
+//   }
+//   tandem::mp::process p{doubler};
+//   p.start();
+//   p.send(21);
+//   assert(p.recv<int>() == 42);
+//
+// Processes as actors: p.actor() is a caf::actor for the child (see actor() below and
+// tandem/mp/detail/process_actor.hpp); a monitor's down message carries the child's exit code
+// (mp::exit_code_of).
+//
 // A `process` object is a handle (move-only). The child and its state live on when the handle is
 // destroyed: the child keeps running, and the runtime (or the end of main) still joins or
 // terminates it. current_process(), parent_process() and active_children() give handles too.
@@ -97,8 +117,13 @@
 // that created the child (in a fork child, the parent's handles answer usage_error).
 #pragma once
 
+#include <tandem/mp/connection.hpp>
+#include <tandem/mp/detail/process_actor.hpp>
+#include <tandem/mp/detail/process_actor_message.hpp>
 #include <tandem/mp/detail/process_launch.hpp>
 #include <tandem/timeout.hpp>
+
+#include <caf/actor.hpp>
 
 #include <sys/types.h>
 
@@ -106,6 +131,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -227,7 +253,8 @@ public:
   /// Sends SIGKILL to the child (Python's kill); exit code -9. As terminate() otherwise.
   void kill();
 
-  /// Releases the process's resources (the sentinel descriptor); afterwards every member but
+  /// Releases the process's resources (the sentinel descriptor, the parent's end of the mailbox);
+  /// afterwards every member but
   /// close() and the destructor throws usage_error ("process object is closed"). A second close()
   /// does nothing. A process that was never started can be closed.
   ///
@@ -235,6 +262,70 @@ public:
   /// running. You should first call join() or terminate()."), for current_process() and
   /// parent_process() handles.
   void close();
+
+  // -- the mailbox ----------------------------------------------------------------------------
+
+  /// Sends the message of the values `xs...` to the child (its mp::receive or mp::recv; see the
+  /// file comment for the types). Blocks while the channel is full. Throws usage_error before
+  /// start(), after close(), for a process this process did not start; value_error when a value
+  /// cannot be encoded (nothing is sent); tandem::error with EPIPE when the child has ended.
+  /// Thread-safe: concurrent sends are serialized.
+  ///
+  ///   p.send(std::string{"resize"}, 640, 480);   // the child's handler takes (string, int, int)
+  template <class... Ts>
+  void send(const Ts&... xs) {
+    std::vector<std::byte> bytes;
+    detail::encode_message(bytes, xs...);
+    if constexpr (sizeof...(Ts) == 1 && (detail::is_std_tuple<Ts> && ...))
+      (detail::reply_registration<Ts>::run(), ...);
+    else
+      detail::register_reply_types<detail::wire_type_t<Ts>...>();
+    send_message(bytes);
+  }
+
+  /// Receives the next message the child sent (mp::send, or a receive handler's reply to send());
+  /// blocks until one arrives. Throws eof_error when the child has ended and every message it
+  /// sent was read; bad_message_error when the message holds other types (it is consumed);
+  /// usage_error as send(). Thread-safe: concurrent receives are serialized.
+  template <class T>
+  T recv() {
+    detail::reply_registration<T>::run();
+    return detail::decode_message<T>(recv_message(forever).value());
+  }
+
+  /// As recv<T>(), but waits at most `t` for a message to begin: std::nullopt when none did.
+  /// Negative timeouts are equivalent to a zero timeout. Deadlines in the past are equivalent to
+  /// an immediate deadline.
+  template <class T>
+  std::optional<T> recv(timeout t) {
+    detail::reply_registration<T>::run();
+    auto bytes = recv_message(t);
+    if (!bytes) return std::nullopt;
+    return detail::decode_message<T>(*bytes);
+  }
+
+  /// True when recv() would not block: a message is ready or the child has ended (end of file).
+  /// Waits up to `t` (default: do not wait). Throws usage_error as send().
+  bool poll(timeout t = std::chrono::seconds{0});
+
+  /// The parent's end of the mailbox, for mp::wait and fileno(). Not synchronized with send(),
+  /// recv() and poll(); receiving on it directly is receiving with recv_bytes(). Throws
+  /// usage_error as send(). The reference stays valid until close().
+  mp::connection& connection();
+
+  /// The child as a CAF actor in the actor system of tandem::runtime::current(), made on first
+  /// use (the same actor every time): CAF actors send it messages and requests, which the child
+  /// handles with mp::receive (a handler's return value is the response), and monitor or link to
+  /// it: when the child ends, the actor quits with an exit reason carrying the exit code (read it
+  /// with mp::exit_code_of: 0, n after mp::exit(n), -9 after kill()). See
+  /// tandem/mp/detail/process_actor.hpp for the element types that travel and for replies.
+  /// Once the actor has quit, actor() may return a new handle that has quit with the same exit
+  /// reason (a monitor gets its down message at once). Throws usage_error as send();
+  /// std::bad_alloc; tandem::error when the actor's polling thread cannot start.
+  ///
+  ///   caf::scoped_actor self{rt.system()};
+  ///   self->request(p.actor(), 5s, 20).receive([](int doubled) { ... }, [](caf::error&) {});
+  caf::actor actor();
 
   // -- observers ------------------------------------------------------------------------------
 
@@ -293,6 +384,9 @@ private:
   explicit process(std::shared_ptr<detail::process_state> state) noexcept;
 
   detail::process_state& checked(const char* what) const;
+  detail::process_state& mailbox_checked(const char* what) const;
+  void send_message(std::span<const std::byte> bytes);
+  std::optional<std::vector<std::byte>> recv_message(timeout t);
 
   std::shared_ptr<detail::process_state> state_;
 };
