@@ -34,6 +34,7 @@
 //   state of this process, built on first use and never destroyed (children may be collected
 //   while static objects are destroyed).
 
+#include "internal/no_destroy.hpp"
 #include <tandem/detail/thread_registry.hpp>
 #include <tandem/error.hpp>
 #include <tandem/mp/detail/process_actor.hpp>
@@ -180,22 +181,7 @@ int pidfd_send_signal(int pidfd, int sig) noexcept {
   return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0u));
 }
 
-template <class T>
-class no_destroy {
-public:
-  template <class... Args>
-  explicit no_destroy(Args&&... args) {
-    std::construct_at(ptr(), std::forward<Args>(args)...);
-  }
-  no_destroy(const no_destroy&) = delete;
-  no_destroy& operator=(const no_destroy&) = delete;
-  ~no_destroy() = default; // deliberately leaves the object alive
-  T& get() noexcept { return *ptr(); }
-
-private:
-  T* ptr() noexcept { return std::launder(reinterpret_cast<T*>(storage_)); }
-  alignas(T) std::byte storage_[sizeof(T)];
-};
+using internal::no_destroy;
 
 [[noreturn]] void throw_errno(int err, const std::string& what) {
   throw error(std::error_code(err, std::system_category()), what);

@@ -158,8 +158,8 @@ caf::error exit_reason_for(const std::string& name, std::optional<int> code) {
   if (*code == 0) return caf::make_error(caf::exit_reason::normal);
   auto what = *code < 0 ? "process " + name + " was killed by signal " + std::to_string(-*code)
                         : "process " + name + " exited with code " + std::to_string(*code);
-  return caf::error{static_cast<std::uint8_t>(errc::process), caf_error_category,
-                    caf::make_message(std::move(what), static_cast<std::int32_t>(*code))};
+  return tandem::make_error(errc::process,
+                            caf::make_message(std::move(what), static_cast<std::int32_t>(*code)));
 }
 
 caf::error receiver_down() noexcept {

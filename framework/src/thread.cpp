@@ -12,6 +12,7 @@
 // - Nothing here is ever destroyed: threads may finish while static objects are being
 //   destroyed, and daemon threads run past exit handling.
 
+#include "internal/no_destroy.hpp"
 #include <tandem/detail/futex.hpp>
 #include <tandem/detail/futex_mutex.hpp>
 #include <tandem/detail/local_storage.hpp>
@@ -40,25 +41,7 @@ using detail::thread_access;
 using detail::thread_kind;
 using detail::thread_state;
 
-// An object built on first use and never destroyed.
-template <class T>
-class no_destroy {
-public:
-  template <class... Args>
-  explicit no_destroy(Args&&... args) {
-    std::construct_at(ptr(), std::forward<Args>(args)...);
-  }
-  no_destroy(const no_destroy&) = delete;
-  no_destroy& operator=(const no_destroy&) = delete;
-  ~no_destroy() = default; // deliberately leaves the object alive
-
-  T& get() noexcept { return *ptr(); }
-
-private:
-  T* ptr() noexcept { return std::launder(reinterpret_cast<T*>(storage_)); }
-
-  alignas(T) std::byte storage_[sizeof(T)];
-};
+using internal::no_destroy;
 
 long gettid_now() noexcept {
   return static_cast<long>(::syscall(SYS_gettid));
@@ -613,8 +596,7 @@ private:
 namespace detail {
 
 thread_state* current_started_state() noexcept {
-  if (current_handle == nullptr)
-    return nullptr;
+  if (current_handle == nullptr) return nullptr;
   auto* st = thread_access::state(*current_handle).get();
   return st != nullptr && st->kind == thread_kind::started ? st : nullptr;
 }

@@ -29,6 +29,11 @@ inline caf::error make_error(errc code, std::string what) {
                     caf::make_message(std::move(what))};
 }
 
+/// As above, with a context of several values (e.g. a description and an exit code).
+inline caf::error make_error(errc code, caf::message context) {
+  return caf::error{static_cast<std::uint8_t>(code), caf_error_category, std::move(context)};
+}
+
 namespace detail {
 
 /// Registers the renderer of tandem's error category with a CAF config, so to_string of a tandem
