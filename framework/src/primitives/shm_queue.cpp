@@ -317,7 +317,7 @@ bool shm_queue::put(std::span<const std::byte> item, const timeout& t, const std
         std::memcpy(ring_ + at, hdr, item_header); // never wraps: positions are multiples of 8
         auto data_at = (at + item_header) & (cap - 1);
         auto first = std::min<std::size_t>(item.size(), cap - data_at);
-        std::memcpy(ring_ + data_at, item.data(), first);
+        if (first != 0) std::memcpy(ring_ + data_at, item.data(), first); // data() may be null
         if (first < item.size()) std::memcpy(ring_, item.data() + first, item.size() - first);
         // The commit: one store publishes the item's bytes with it (seq_cst: see notify).
         s.tail.store(make_word(pos + need, word_count(tw) + 1), std::memory_order_seq_cst);
