@@ -135,7 +135,7 @@ int main(int argc, char** argv) {
   try {
     (void)quick.is_alive();
     example::check(false, "a closed process refuses to be used");
-  } catch (const tandem::usage_error& e) {
+  } catch (const tandem::value_error& e) {
     std::printf("  after close(): %s\n", e.what());
   }
 

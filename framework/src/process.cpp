@@ -978,7 +978,7 @@ detail::process_state& process::checked(const char* what) const {
                       " an empty process handle (moved from): use the handle it was moved to"};
   std::lock_guard guard{state_->mtx};
   if (state_->phase == process_state::closed)
-    throw usage_error{std::string{"cannot "} + what + " process " + state_->name_ +
+    throw value_error{std::string{"cannot "} + what + " process " + state_->name_ +
                       ": process object is closed"};
   return *state_;
 }
@@ -1368,7 +1368,7 @@ void process::close() {
     if (s.phase == process_state::closed) return;
   }
   if (s.phase == process_state::started && s.creator == ::getpid() && !collect(s))
-    throw usage_error{"Cannot close a process while it is still running. You should first call "
+    throw value_error{"Cannot close a process while it is still running. You should first call "
                       "join() or terminate(): " +
                       s.name() + " is running"};
   detail::forget_parent_ends(s);

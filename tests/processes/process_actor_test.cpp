@@ -308,7 +308,7 @@ TEST_SUITE("process mailbox") {
     sut.start();
     REQUIRE(sut.join(20s));
     sut.close();
-    CHECK_THROWS_AS(sut.recv<int>(), tandem::usage_error);
+    CHECK_THROWS_AS(sut.recv<int>(), tandem::value_error); // closed, as Python's ValueError
   }
 }
 

@@ -369,23 +369,23 @@ TEST_SUITE("process") {
       mp::process p{with(m, true), sleep_ms, 10'000};
       p.start();
       CHECK(p.is_alive());
-      CHECK_THROWS_AS(p.close(), tandem::usage_error);
+      CHECK_THROWS_AS(p.close(), tandem::value_error); // Python's ValueError
       p.terminate();
       CHECK(p.join(20s));
       CHECK_FALSE(p.is_alive());
       CHECK(p.exitcode() == -SIGTERM);
       p.close();
-      CHECK_THROWS_AS(p.is_alive(), tandem::usage_error);
-      CHECK_THROWS_AS(p.join(), tandem::usage_error);
-      CHECK_THROWS_AS(p.terminate(), tandem::usage_error);
-      CHECK_THROWS_AS(p.sentinel(), tandem::usage_error);
-      CHECK_THROWS_AS(p.exitcode(), tandem::usage_error);
-      CHECK_THROWS_AS(p.name(), tandem::usage_error);
+      CHECK_THROWS_AS(p.is_alive(), tandem::value_error);
+      CHECK_THROWS_AS(p.join(), tandem::value_error);
+      CHECK_THROWS_AS(p.terminate(), tandem::value_error);
+      CHECK_THROWS_AS(p.sentinel(), tandem::value_error);
+      CHECK_THROWS_AS(p.exitcode(), tandem::value_error);
+      CHECK_THROWS_AS(p.name(), tandem::value_error);
       p.close(); // a second close does nothing
     }
     mp::process never{return_normally};
     never.close();
-    CHECK_THROWS_AS(never.start(), tandem::usage_error);
+    CHECK_THROWS_AS(never.start(), tandem::value_error);
   }
 
   TEST_CASE("one hundred children are started and reaped") {

@@ -106,10 +106,10 @@
 // destroyed: the child keeps running, and the runtime (or the end of main) still joins or
 // terminates it. current_process(), parent_process() and active_children() give handles too.
 //
-// Errors: usage_error for misuse (Python raises AssertionError or ValueError there): starting
-// twice, joining or testing a process that is not this process's child, joining before start,
-// any use after close() (Python's ValueError "process object is closed"), close() while the
-// child runs, a daemon starting children, fork with other threads. tandem::error carrying the
+// Errors: usage_error for misuse (Python raises AssertionError there): starting twice, joining
+// or testing a process that is not this process's child, joining before start, a daemon starting
+// children, fork with other threads. value_error, as Python's ValueError, for any use after
+// close() ("process object is closed") and close() while the child runs. tandem::error carrying the
 // errno when the system refuses a process or a descriptor (EAGAIN, EMFILE).
 //
 // Thread-safety: every member may be called from any thread, except that close() must not race
@@ -255,12 +255,12 @@ public:
 
   /// Releases the process's resources (the sentinel descriptor, the parent's end of the mailbox);
   /// afterwards every member but
-  /// close() and the destructor throws usage_error ("process object is closed"). A second close()
+  /// close() and the destructor throws value_error ("process object is closed"). A second close()
   /// does nothing. A process that was never started can be closed.
   ///
-  /// Throws usage_error while the child runs ("Cannot close a process while it is still
-  /// running. You should first call join() or terminate()."), for current_process() and
-  /// parent_process() handles.
+  /// Throws value_error while the child runs ("Cannot close a process while it is still
+  /// running. You should first call join() or terminate()."); usage_error for current_process()
+  /// and parent_process() handles.
   void close();
 
   // -- the mailbox ----------------------------------------------------------------------------
