@@ -62,8 +62,9 @@ public:
       : fd_(static_cast<int>(obj.fileno())), object_(&obj) {}
 
   /// Ready when the descriptor `fd` is readable or hung up: a process sentinel (pidfd), an
-  /// eventfd, a socket, a pipe. Throws value_error when `fd` is negative.
-  explicit waitable(int fd);
+  /// eventfd, a socket, a pipe. Throws value_error when `fd` is negative. Implicit, so a
+  /// sentinel goes into a list as in Python: `wait({conn, p.sentinel()}, 1s)`.
+  waitable(int fd); // NOLINT(google-explicit-constructor)
 
   /// The extension point for objects that signal through a 32-bit word rather than a descriptor
   /// (`shared` when the word lives in shared memory). Ready when `ready()` returns true.
@@ -121,7 +122,7 @@ std::vector<std::size_t> wait(std::span<const waitable> objects, timeout t = for
 std::vector<std::size_t> wait(std::span<const waitable> objects, std::stop_token st,
                               timeout t = forever);
 
-/// As wait(objects, t), for a braced list: `wait({a, b, waitable{sentinel}}, 1s)`.
+/// As wait(objects, t), for a braced list: `wait({a, b, p.sentinel()}, 1s)`.
 inline std::vector<std::size_t> wait(std::initializer_list<waitable> objects, timeout t = forever) {
   return wait(std::span<const waitable>{objects.begin(), objects.size()}, t);
 }
