@@ -208,6 +208,9 @@ public:
   /// Sets the daemon flag. Throws usage_error once the thread has been started.
   void set_daemon(bool daemonic);
 
+  /// The same as set_daemon(daemonic), spelled like name(new_name) (Python: `t.daemon = True`).
+  void daemon(bool daemonic) { set_daemon(daemonic); }
+
   // -- messaging: the thread as an actor -----------------------------------------------------
 
   /// The thread's mailbox: a FIFO of messages with Queue semantics (capacity from

@@ -698,3 +698,12 @@ TEST_SUITE("process forkserver") {
   }
 
 } // TEST_SUITE
+
+TEST_CASE("daemon(bool) sets the flag as set_daemon does, before start only") {
+  tandem::mp::process p{[] {}};
+  CHECK_FALSE(p.daemon());
+  p.daemon(true);
+  CHECK(p.daemon());
+  p.set_daemon(false);
+  CHECK_FALSE(p.daemon());
+}

@@ -342,6 +342,9 @@ public:
   /// already started").
   void set_daemon(bool daemonic);
 
+  /// The same as set_daemon(daemonic), spelled like name(new_name) (Python: `p.daemon = True`).
+  void daemon(bool daemonic) { set_daemon(daemonic); }
+
   /// The child's process id once started (kept after it exits), getpid() for current_process(),
   /// the parent's id for parent_process(); empty before start().
   std::optional<pid_t> pid() const;
