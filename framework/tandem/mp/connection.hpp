@@ -244,6 +244,9 @@ private:
   void check_writable() const;
   // Reads the header of the next message and returns its length.
   std::size_t recv_header();
+  // Reads the first bytes of a header from a socket without blocking, trying for a short while;
+  // returns how many (0 when none came: the caller then blocks).
+  std::size_t recv_header_polling(std::span<std::byte> head);
   // Reads exactly `out.size()` bytes of a message body.
   void recv_body(std::span<std::byte> out);
   // Reads up to `out.size()` bytes; returns how many (0 only at end of file).
