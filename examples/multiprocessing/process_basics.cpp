@@ -116,12 +116,12 @@ int main(int argc, char** argv) {
   sleeper.join();
   std::printf("  after terminate(): exit code %s\n", describe(sleeper.exitcode()));
   example::check(sleeper.exitcode() == -SIGTERM, "terminate() gives -15");
-  mp::process stubborn{sleep_forever};
-  stubborn.start();
-  stubborn.kill();
-  stubborn.join();
-  std::printf("  after kill(): exit code %s\n", describe(stubborn.exitcode()));
-  example::check(stubborn.exitcode() == -SIGKILL, "kill() gives -9");
+  mp::process holdout{sleep_forever};
+  holdout.start();
+  holdout.kill();
+  holdout.join();
+  std::printf("  after kill(): exit code %s\n", describe(holdout.exitcode()));
+  example::check(holdout.exitcode() == -SIGKILL, "kill() gives -9");
 
   std::printf("\n4. the sentinel: a descriptor that becomes readable when the child exits\n");
   mp::process quick{exit_with, 0};
