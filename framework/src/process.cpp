@@ -35,6 +35,7 @@
 //   while static objects are destroyed).
 
 #include "internal/no_destroy.hpp"
+#include <tandem/detail/futex.hpp>
 #include <tandem/detail/thread_registry.hpp>
 #include <tandem/error.hpp>
 #include <tandem/mp/detail/process_actor.hpp>
@@ -56,6 +57,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -65,6 +67,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cmath>
@@ -79,9 +82,12 @@
 #include <iostream>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <sstream>
+#include <stop_token>
 #include <thread>
 #include <typeinfo>
+#include <vector>
 
 extern char** environ; // NOLINT: POSIX declares it nowhere else
 
@@ -474,23 +480,31 @@ bool collect_noexcept(process_state& s) noexcept {
   }
 }
 
-// Waits until `fd` is readable or `t` expires.
-bool wait_readable(int fd, const timeout& t) {
-  pollfd pfd{fd, POLLIN, 0};
-  for (;;) {
-    timespec ts{};
-    timespec* tsp = nullptr;
-    if (!t.is_forever()) {
-      auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(t.remaining());
-      ts.tv_sec = static_cast<time_t>(left.count() / 1'000'000'000);
-      ts.tv_nsec = static_cast<long>(left.count() % 1'000'000'000);
-      tsp = &ts;
-    }
-    int rc = ::ppoll(&pfd, 1, tsp, nullptr);
-    if (rc > 0) return true;
-    if (rc == 0) return false;
-    if (errno != EINTR) throw_errno(errno, "poll on a process sentinel failed");
+// Waits until `fd` is readable or `t` expires, or (false) until a stop is requested on `st`.
+bool wait_readable(int fd, const timeout& t, const std::stop_token* st = nullptr) {
+  std::array<pollfd, 2> pfds{{{fd, POLLIN, 0}, {-1, POLLIN, 0}}};
+  nfds_t count = 1;
+  int efd = -1;
+  std::optional<std::stop_callback<std::function<void()>>> on_stop;
+  if (st != nullptr && st->stop_possible()) {
+    if (st->stop_requested()) return false;
+    // The stop callback wakes ppoll through an eventfd, so a stop is seen at once.
+    efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (efd < 0) throw_errno(errno, "join: eventfd failed");
+    pfds[1].fd = efd;
+    count = 2;
+    on_stop.emplace(*st, [efd] {
+      std::uint64_t one = 1;
+      [[maybe_unused]] auto rc = ::write(efd, &one, sizeof one);
+    });
   }
+  int rc = tandem::detail::ppoll_until(pfds.data(), count, t);
+  int err = errno;
+  on_stop.reset();
+  if (efd >= 0) ::close(efd);
+  if (rc < 0) throw_errno(err, "poll on a process sentinel failed");
+  if (rc == 0 || (count == 2 && pfds[1].revents != 0)) return false;
+  return true;
 }
 
 std::vector<std::shared_ptr<process_state>> snapshot_children() {
@@ -1329,8 +1343,16 @@ void process::start() {
 }
 
 bool process::join(timeout t) {
+  return join_impl(t, nullptr);
+}
+
+bool process::join(std::stop_token st, timeout t) {
+  return join_impl(t, &st);
+}
+
+bool process::join_impl(const timeout& t, const std::stop_token* st) {
   auto& s = checked("join");
-  if (s.kind == process_kind::parent) return wait_readable(s.pidfd, t);
+  if (s.kind == process_kind::parent) return wait_readable(s.pidfd, t, st);
   check_own_child(s, "join");
   {
     std::lock_guard guard{s.mtx};
@@ -1338,7 +1360,7 @@ bool process::join(timeout t) {
       throw usage_error{"can only join a started process: call start() on " + s.name_ + " first"};
   }
   if (collect(s)) return true;
-  if (!wait_readable(s.pidfd, t)) return false;
+  if (!wait_readable(s.pidfd, t, st)) return false;
   return collect(s);
 }
 

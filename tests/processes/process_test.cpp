@@ -707,3 +707,25 @@ TEST_CASE("daemon(bool) sets the flag as set_daemon does, before start only") {
   p.set_daemon(false);
   CHECK_FALSE(p.daemon());
 }
+
+TEST_CASE("join with a stop token returns false promptly on a stop and the child keeps running") {
+  tandem::test::watchdog guard{30s};
+  default_signals dfl;
+  mp::process p{with(mp::start_method::fork, true), sleep_ms, 10'000};
+  p.start();
+  std::stop_source source;
+  std::thread stopper{[&] {
+    std::this_thread::sleep_for(100ms);
+    source.request_stop();
+  }};
+  auto started = std::chrono::steady_clock::now();
+  CHECK_FALSE(p.join(source.get_token()));
+  CHECK(std::chrono::steady_clock::now() - started < 10s);
+  stopper.join();
+  CHECK(p.is_alive());
+  CHECK_FALSE(p.join(source.get_token(), 0s)); // already stopped: no wait at all
+  p.kill();
+  std::stop_source never;
+  CHECK(p.join(never.get_token(), 20s));
+  CHECK(p.exitcode() == -SIGKILL);
+}

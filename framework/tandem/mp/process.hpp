@@ -132,6 +132,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -242,6 +243,14 @@ public:
   /// start ("can only join a child process"), after close() and for an empty handle;
   /// process_error when a forkserver child's exit status is not relayed in time (see exitcode()).
   bool join(timeout t = forever);
+
+  /// As join(t), and returns false promptly once a stop is requested on `st` (the child keeps
+  /// running).
+  ///
+  ///   std::jthread watcher{[&](std::stop_token st) {
+  ///     if (p.join(st)) report(p.exitcode());
+  ///   }};
+  bool join(std::stop_token st, timeout t = forever);
 
   /// Sends SIGTERM to the child (Python's terminate). Does nothing once its exit status is
   /// collected. The child's exit code is then -15 unless it handles the signal.
@@ -387,6 +396,7 @@ private:
   explicit process(std::shared_ptr<detail::process_state> state) noexcept;
 
   detail::process_state& checked(const char* what) const;
+  bool join_impl(const timeout& t, const std::stop_token* st);
   detail::process_state& mailbox_checked(const char* what) const;
   void send_message(std::span<const std::byte> bytes);
   std::optional<std::vector<std::byte>> recv_message(timeout t);
