@@ -1432,6 +1432,12 @@ std::optional<std::vector<std::byte>> process::recv_message(timeout t) {
   return s.box.recv_bytes(t);
 }
 
+std::optional<std::vector<std::byte>> process::recv_message(std::stop_token st, timeout t) {
+  auto& s = mailbox_checked("receive from");
+  std::lock_guard guard{s.box_mtx};
+  return s.box.recv_bytes(std::move(st), t);
+}
+
 bool process::poll(timeout t) {
   auto& s = mailbox_checked("poll");
   std::lock_guard guard{s.box_mtx};

@@ -448,3 +448,18 @@ TEST_SUITE("process actor") {
     CHECK(code == -15);
   }
 }
+
+TEST_CASE("recv in the parent with a stop token returns nullopt promptly on a stop") {
+  tandem::test::watchdog guard{30s};
+  tandem::runtime rt;
+  mp::process p{with(mp::start_method::fork), send_three};
+  p.start();
+  std::stop_source stopped;
+  stopped.request_stop();
+  CHECK_FALSE(p.recv<int>(stopped.get_token(), 10s).has_value());
+  std::stop_source running;
+  auto first = p.recv<int>(running.get_token(), 20s);
+  CHECK(first.has_value());
+  p.kill();
+  p.join(20s);
+}

@@ -313,6 +313,15 @@ public:
     return detail::decode_message<T>(*bytes);
   }
 
+  /// As recv<T>(t), and returns std::nullopt promptly once a stop is requested on `st`.
+  template <class T>
+  std::optional<T> recv(std::stop_token st, timeout t = forever) {
+    detail::reply_registration<T>::run();
+    auto bytes = recv_message(std::move(st), t);
+    if (!bytes) return std::nullopt;
+    return detail::decode_message<T>(*bytes);
+  }
+
   /// True when recv() would not block: a message is ready or the child has ended (end of file).
   /// Waits up to `t` (default: do not wait). Throws usage_error as send().
   bool poll(timeout t = std::chrono::seconds{0});
@@ -400,6 +409,7 @@ private:
   detail::process_state& mailbox_checked(const char* what) const;
   void send_message(std::span<const std::byte> bytes);
   std::optional<std::vector<std::byte>> recv_message(timeout t);
+  std::optional<std::vector<std::byte>> recv_message(std::stop_token st, timeout t);
 
   std::shared_ptr<detail::process_state> state_;
 };
