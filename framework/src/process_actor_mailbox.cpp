@@ -7,6 +7,12 @@
 // - The inbox is created once per process image and never destroyed: a target's threads may still
 //   use it while the child ends with _exit. A fork child replaces its parent's inbox (whose
 //   descriptors are the parent's own channels to its parent) with its own.
+#include <array>
+#include <functional>
+#include <optional>
+#include <stop_token>
+#include <sys/eventfd.h>
+#include <tandem/detail/futex.hpp>
 #include <tandem/mp/process_mailbox.hpp>
 
 #include <poll.h>
@@ -24,30 +30,34 @@ namespace {
 // fork child replaces it while a thread that does not exist there might have held a lock.
 std::atomic<parent_inbox*> current_inbox{nullptr};
 
-// Waits until one of `fds` (-1 entries ignored) is readable or `t` expires; returns the index of
-// a readable one (the first), or -1 on timeout.
-int wait_any(int a, int b, const timeout& t) {
-  pollfd pfds[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
-  for (;;) {
-    timespec ts{};
-    timespec* tsp = nullptr;
-    if (!t.is_forever()) {
-      auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(t.remaining());
-      if (left.count() < 0) left = std::chrono::nanoseconds{0};
-      ts.tv_sec = static_cast<time_t>(left.count() / 1'000'000'000);
-      ts.tv_nsec = static_cast<long>(left.count() % 1'000'000'000);
-      tsp = &ts;
-    }
-    int rc = ::ppoll(pfds, 2, tsp, nullptr);
-    if (rc > 0) {
-      if (a >= 0 && pfds[0].revents != 0) return 0;
-      return 1;
-    }
-    if (rc == 0) return -1;
-    if (errno != EINTR)
-      throw error(std::error_code(errno, std::system_category()),
-                  "poll on the mailbox to the parent failed");
+// Waits until one of `a` and `b` (-1 entries ignored) is readable or `t` expires; returns the
+// index of a readable one (the first), or -1 on timeout or when a stop is requested on `st`.
+int wait_any(int a, int b, const timeout& t, const std::stop_token* st = nullptr) {
+  std::array<pollfd, 3> pfds{{{a, POLLIN, 0}, {b, POLLIN, 0}, {-1, POLLIN, 0}}};
+  int efd = -1;
+  std::optional<std::stop_callback<std::function<void()>>> on_stop;
+  if (st != nullptr && st->stop_possible()) {
+    if (st->stop_requested()) return -1;
+    // The stop callback wakes ppoll through an eventfd, so a stop is seen at once.
+    efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (efd < 0)
+      throw error(std::error_code(errno, std::system_category()), "receive: eventfd failed");
+    pfds[2].fd = efd;
+    on_stop.emplace(*st, [efd] {
+      std::uint64_t one = 1;
+      [[maybe_unused]] auto rc = ::write(efd, &one, sizeof one);
+    });
   }
+  int rc = tandem::detail::ppoll_until(pfds.data(), pfds.size(), t);
+  int err = errno;
+  on_stop.reset();
+  if (efd >= 0) ::close(efd);
+  if (rc < 0)
+    throw error(std::error_code(err, std::system_category()),
+                "poll on the mailbox to the parent failed");
+  if (rc == 0 || pfds[2].revents != 0) return -1;
+  if (a >= 0 && pfds[0].revents != 0) return 0;
+  return 1;
 }
 
 } // namespace
@@ -96,14 +106,15 @@ bool parent_inbox::read_one(connection& c, bool from_actor) {
   return true;
 }
 
-bool parent_inbox::fetch(std::size_t i, bool with_requests, const timeout& t) {
+bool parent_inbox::fetch(std::size_t i, bool with_requests, const timeout& t,
+                         const std::stop_token* st) {
   while (stash_.size() <= i) {
     bool use_requests = with_requests && !requests_eof_;
     if (box_eof_ && !use_requests)
       throw eof_error{"the parent process is gone and every message it sent was read"};
     int a = box_eof_ ? -1 : channels_.box.fileno();
     int b = use_requests ? channels_.requests.fileno() : -1;
-    int ready = wait_any(a, b, t);
+    int ready = wait_any(a, b, t, st);
     if (ready < 0) return false;
     if (ready == 0) {
       if (!read_one(channels_.box, false)) box_eof_ = true;
@@ -121,20 +132,22 @@ inbound parent_inbox::take(std::size_t i) {
   return m;
 }
 
-std::optional<inbound> parent_inbox::take_plain(const timeout& t) {
+std::optional<inbound> parent_inbox::take_plain(const timeout& t, const std::stop_token* st) {
   auto lk = lock();
+  if (st != nullptr && st->stop_requested()) return std::nullopt;
   for (std::size_t i = 0; i < stash_.size(); ++i)
     if (!stash_[i].from_actor) return take(i);
-  if (!fetch(stash_.size(), false, t)) return std::nullopt;
+  if (!fetch(stash_.size(), false, t, st)) return std::nullopt;
   return take(stash_.size() - 1);
 }
 
-bool parent_inbox::poll(const timeout& t) {
+bool parent_inbox::poll(const timeout& t, const std::stop_token* st) {
   auto lk = lock();
+  if (st != nullptr && st->stop_requested()) return false;
   for (const auto& m : stash_)
     if (!m.from_actor) return true;
   if (box_eof_) return true;
-  return wait_any(channels_.box.fileno(), -1, t) == 0;
+  return wait_any(channels_.box.fileno(), -1, t, st) == 0;
 }
 
 void parent_inbox::send(std::span<const std::byte> bytes) {

@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -462,4 +463,27 @@ TEST_CASE("recv in the parent with a stop token returns nullopt promptly on a st
   CHECK(first.has_value());
   p.kill();
   p.join(20s);
+}
+
+// Waits for a message that never comes until a stop request from another thread ends the wait;
+// exits 0 only when recv and poll both returned empty-handed.
+void recv_until_stopped() {
+  std::stop_source source;
+  std::thread stopper{[&] {
+    std::this_thread::sleep_for(100ms);
+    source.request_stop();
+  }};
+  auto got = mp::recv<int>(source.get_token());
+  bool polled = mp::poll(source.get_token(), 10s);
+  stopper.join();
+  mp::exit(!got && !polled ? 0 : 1);
+}
+
+TEST_CASE("recv and poll in the child return promptly on a stop request") {
+  tandem::test::watchdog guard{30s};
+  tandem::runtime rt;
+  mp::process p{with(mp::start_method::forkserver), recv_until_stopped};
+  p.start();
+  REQUIRE(p.join(20s));
+  CHECK(p.exitcode() == 0);
 }

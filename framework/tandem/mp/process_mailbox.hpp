@@ -55,6 +55,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <stop_token>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -85,7 +86,8 @@ public:
   /// Makes sure the stash holds more than `i` messages, reading from the channels (both, or only
   /// the plain one) until `t` expires. Returns false on timeout; throws eof_error when no more
   /// messages can come. Requires lock().
-  bool fetch(std::size_t i, bool with_requests, const timeout& t);
+  bool fetch(std::size_t i, bool with_requests, const timeout& t,
+             const std::stop_token* st = nullptr);
 
   /// The stashed message `i`. Requires lock() and i < stashed().
   const inbound& at(std::size_t i) const { return stash_[i]; }
@@ -97,10 +99,10 @@ public:
   std::size_t stashed() const noexcept { return stash_.size(); }
 
   /// The oldest plain message (stashed first), waiting until `t`; std::nullopt on timeout.
-  std::optional<inbound> take_plain(const timeout& t);
+  std::optional<inbound> take_plain(const timeout& t, const std::stop_token* st = nullptr);
 
   /// True when recv() would not block: a plain message is stashed or ready, or at end of file.
-  bool poll(const timeout& t);
+  bool poll(const timeout& t, const std::stop_token* st = nullptr);
 
   /// Sends a plain message (its codec bytes) to the parent.
   void send(std::span<const std::byte> bytes);
@@ -261,10 +263,23 @@ std::optional<T> recv(timeout t) {
   return detail::decode_message<T>(m->bytes);
 }
 
+/// As recv<T>(t), and returns std::nullopt promptly once a stop is requested on `st`.
+template <class T>
+std::optional<T> recv(std::stop_token st, timeout t = forever) {
+  auto m = detail::parent_inbox_or_throw().take_plain(t, &st);
+  if (!m) return std::nullopt;
+  return detail::decode_message<T>(m->bytes);
+}
+
 /// True when recv() would not block (a message is there, or the parent is gone); waits up to `t`
 /// (default: do not wait). Throws usage_error outside a child.
 inline bool poll(timeout t = std::chrono::seconds{0}) {
   return detail::parent_inbox_or_throw().poll(t);
+}
+
+/// As poll(t), and returns false promptly once a stop is requested on `st`.
+inline bool poll(std::stop_token st, timeout t = std::chrono::seconds{0}) {
+  return detail::parent_inbox_or_throw().poll(t, &st);
 }
 
 // -- sending ------------------------------------------------------------------------------------
