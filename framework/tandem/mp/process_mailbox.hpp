@@ -195,11 +195,12 @@ bool try_handler(parent_inbox& in, std::size_t i, std::uint64_t tag, F& f) {
 }
 
 template <class... Fs>
-bool receive_with(const timeout& t, Fs&... fs) {
+bool receive_with(const timeout& t, const std::stop_token* st, Fs&... fs) {
   auto& in = parent_inbox_or_throw();
   auto lk = in.lock();
+  if (st != nullptr && st->stop_requested()) return false;
   for (std::size_t i = 0;; ++i) {
-    if (!in.fetch(i, true, t)) return false;
+    if (!in.fetch(i, true, t, st)) return false;
     auto tag = message_tag(in.at(i).bytes);
     if (!tag) {
       in.take(i);
@@ -209,6 +210,29 @@ bool receive_with(const timeout& t, Fs&... fs) {
     bool handled = false;
     ((handled = handled || try_handler(in, i, *tag, fs)), ...);
     if (handled) return true;
+  }
+}
+
+} // namespace detail
+
+namespace detail {
+
+// receive's argument list: handlers, then optionally a timeout.
+template <class... Ts>
+bool receive_args(const std::stop_token* st, Ts&&... xs) {
+  constexpr std::size_t n = sizeof...(Ts);
+  static_assert(n > 0, "receive() needs at least one handler");
+  using last = std::decay_t<std::tuple_element_t<n - 1, std::tuple<Ts...>>>;
+  if constexpr (std::is_convertible_v<last, timeout>) {
+    static_assert(n > 1, "receive() needs at least one handler before its timeout");
+    auto args = std::forward_as_tuple(xs...);
+    timeout t{std::get<n - 1>(args)};
+    return [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return receive_with(t, st, std::get<I>(args)...);
+    }
+    (std::make_index_sequence<n - 1>{});
+  } else {
+    return receive_with(forever, st, xs...);
   }
 }
 
@@ -229,20 +253,16 @@ bool receive_with(const timeout& t, Fs&... fs) {
 ///   tandem::mp::receive([](int x) { return x + 1; }, [](std::string s) { log(s); }, 1s);
 template <class... Ts>
 bool receive(Ts&&... xs) {
-  constexpr std::size_t n = sizeof...(Ts);
-  static_assert(n > 0, "receive() needs at least one handler");
-  using last = std::decay_t<std::tuple_element_t<n - 1, std::tuple<Ts...>>>;
-  if constexpr (std::is_convertible_v<last, timeout>) {
-    static_assert(n > 1, "receive() needs at least one handler before its timeout");
-    auto args = std::forward_as_tuple(xs...);
-    timeout t{std::get<n - 1>(args)};
-    return [&]<std::size_t... I>(std::index_sequence<I...>) {
-      return detail::receive_with(t, std::get<I>(args)...);
-    }
-    (std::make_index_sequence<n - 1>{});
-  } else {
-    return detail::receive_with(forever, xs...);
-  }
+  return detail::receive_args(nullptr, std::forward<Ts>(xs)...);
+}
+
+/// As receive(handlers..., timeout), and returns false promptly once a stop is requested on `st`
+/// (messages that arrived meanwhile stay stashed).
+///
+///   while (tandem::mp::receive(st, [](int job) { run(job); })) {}
+template <class... Ts>
+bool receive(std::stop_token st, Ts&&... xs) {
+  return detail::receive_args(&st, std::forward<Ts>(xs)...);
 }
 
 /// Receives the oldest message the parent sent with p.send() (see the file comment for types).
