@@ -482,29 +482,11 @@ bool collect_noexcept(process_state& s) noexcept {
 
 // Waits until `fd` is readable or `t` expires, or (false) until a stop is requested on `st`.
 bool wait_readable(int fd, const timeout& t, const std::stop_token* st = nullptr) {
-  std::array<pollfd, 2> pfds{{{fd, POLLIN, 0}, {-1, POLLIN, 0}}};
-  nfds_t count = 1;
-  int efd = -1;
-  std::optional<std::stop_callback<std::function<void()>>> on_stop;
-  if (st != nullptr && st->stop_possible()) {
-    if (st->stop_requested()) return false;
-    // The stop callback wakes ppoll through an eventfd, so a stop is seen at once.
-    efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (efd < 0) throw_errno(errno, "join: eventfd failed");
-    pfds[1].fd = efd;
-    count = 2;
-    on_stop.emplace(*st, [efd] {
-      std::uint64_t one = 1;
-      [[maybe_unused]] auto rc = ::write(efd, &one, sizeof one);
-    });
-  }
-  int rc = tandem::detail::ppoll_until(pfds.data(), count, t);
-  int err = errno;
-  on_stop.reset();
-  if (efd >= 0) ::close(efd);
-  if (rc < 0) throw_errno(err, "poll on a process sentinel failed");
-  if (rc == 0 || (count == 2 && pfds[1].revents != 0)) return false;
-  return true;
+  pollfd pfd{fd, POLLIN, 0};
+  int rc = st != nullptr ? tandem::detail::ppoll_until(&pfd, 1, t, *st)
+                         : tandem::detail::ppoll_until(&pfd, 1, t);
+  if (rc < 0) throw_errno(errno, "poll on a process sentinel failed");
+  return rc > 0;
 }
 
 std::vector<std::shared_ptr<process_state>> snapshot_children() {

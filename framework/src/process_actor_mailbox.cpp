@@ -33,29 +33,13 @@ std::atomic<parent_inbox*> current_inbox{nullptr};
 // Waits until one of `a` and `b` (-1 entries ignored) is readable or `t` expires; returns the
 // index of a readable one (the first), or -1 on timeout or when a stop is requested on `st`.
 int wait_any(int a, int b, const timeout& t, const std::stop_token* st = nullptr) {
-  std::array<pollfd, 3> pfds{{{a, POLLIN, 0}, {b, POLLIN, 0}, {-1, POLLIN, 0}}};
-  int efd = -1;
-  std::optional<std::stop_callback<std::function<void()>>> on_stop;
-  if (st != nullptr && st->stop_possible()) {
-    if (st->stop_requested()) return -1;
-    // The stop callback wakes ppoll through an eventfd, so a stop is seen at once.
-    efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (efd < 0)
-      throw error(std::error_code(errno, std::system_category()), "receive: eventfd failed");
-    pfds[2].fd = efd;
-    on_stop.emplace(*st, [efd] {
-      std::uint64_t one = 1;
-      [[maybe_unused]] auto rc = ::write(efd, &one, sizeof one);
-    });
-  }
-  int rc = tandem::detail::ppoll_until(pfds.data(), pfds.size(), t);
-  int err = errno;
-  on_stop.reset();
-  if (efd >= 0) ::close(efd);
+  std::array<pollfd, 2> pfds{{{a, POLLIN, 0}, {b, POLLIN, 0}}};
+  int rc = st != nullptr ? tandem::detail::ppoll_until(pfds.data(), pfds.size(), t, *st)
+                         : tandem::detail::ppoll_until(pfds.data(), pfds.size(), t);
   if (rc < 0)
-    throw error(std::error_code(err, std::system_category()),
+    throw error(std::error_code(errno, std::system_category()),
                 "poll on the mailbox to the parent failed");
-  if (rc == 0 || pfds[2].revents != 0) return -1;
+  if (rc == 0) return -1;
   if (a >= 0 && pfds[0].revents != 0) return 0;
   return 1;
 }

@@ -6,8 +6,11 @@
 #include <chrono>
 #include <climits>
 #include <ctime>
+#include <stop_token>
+#include <vector>
 
 #include <linux/futex.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -126,6 +129,50 @@ int ppoll_until(pollfd* fds, nfds_t n, const timeout& t) noexcept {
     int rc = ::ppoll(fds, n, tsp, nullptr);
     if (rc >= 0 || errno != EINTR) return rc;
   }
+}
+
+namespace {
+
+// Wakes a ppoll that watches `fd` (an eventfd).
+struct eventfd_waker {
+  int fd;
+  void operator()() const noexcept {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto rc = ::write(fd, &one, sizeof one);
+  }
+};
+
+} // namespace
+
+int ppoll_until(pollfd* fds, nfds_t n, const timeout& t, const std::stop_token& st) noexcept {
+  if (!st.stop_possible()) return ppoll_until(fds, n, t);
+  if (st.stop_requested()) return 0;
+  int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (efd < 0) return -1;
+  std::vector<pollfd> all;
+  int rc = -1;
+  int err = 0;
+  try {
+    all.assign(fds, fds + n);
+  } catch (...) {
+    ::close(efd);
+    errno = ENOMEM;
+    return -1;
+  }
+  all.push_back({efd, POLLIN, 0});
+  {
+    std::stop_callback<eventfd_waker> on_stop{st, eventfd_waker{efd}};
+    rc = ppoll_until(all.data(), all.size(), t);
+    err = errno;
+  }
+  ::close(efd);
+  if (rc < 0) {
+    errno = err;
+    return -1;
+  }
+  if (all.back().revents != 0 || st.stop_requested()) return 0;
+  for (nfds_t i = 0; i < n; ++i) fds[i].revents = all[i].revents;
+  return rc;
 }
 
 } // namespace tandem::detail

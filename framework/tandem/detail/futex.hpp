@@ -47,6 +47,10 @@ timespec monotonic_deadline(const timeout& t) noexcept;
 /// shortens or extends the wait: an interrupted ppoll is retried with the time that is left.
 int ppoll_until(pollfd* fds, nfds_t n, const timeout& t) noexcept;
 
+/// As above, and also returns 0 promptly once a stop is requested on `st` (a stop callback wakes
+/// ppoll through an eventfd). Returns -1 with errno when the eventfd cannot be made.
+int ppoll_until(pollfd* fds, nfds_t n, const timeout& t, const std::stop_token& st) noexcept;
+
 /// A polite pause for spin loops (PAUSE on x86, YIELD on ARM).
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
