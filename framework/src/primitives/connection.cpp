@@ -15,7 +15,6 @@
 #include <sched.h>
 #include <stop_token>
 #include <string>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -306,37 +305,20 @@ std::size_t connection::recv_bytes_into(std::span<std::byte> buf, std::size_t of
 
 bool connection::poll(timeout t) {
   check_readable();
-  return wait_readable(-1, t);
+  return wait_readable(nullptr, t);
 }
 
 bool connection::poll(std::stop_token st, timeout t) {
   check_readable();
-  if (!st.stop_possible()) return wait_readable(-1, t);
-  if (st.stop_requested()) return false;
-  // The stop callback wakes ppoll through an eventfd, so a stop is seen at once rather than at
-  // the next timeout slice.
-  int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (efd < 0) throw_errno(errno, "poll: eventfd failed");
-  struct fd_closer {
-    int fd;
-    ~fd_closer() { ::close(fd); }
-  } closer{efd};
-  std::stop_callback on_stop{st, [efd]() noexcept {
-                               std::uint64_t one = 1;
-                               [[maybe_unused]] auto rc = ::write(efd, &one, sizeof one);
-                             }};
-  bool ready = wait_readable(efd, t);
-  return ready && !st.stop_requested();
+  return wait_readable(&st, t);
 }
 
-bool connection::wait_readable(int stop_fd, timeout t) {
-  std::array<pollfd, 2> pfds{{{fd_, POLLIN, 0}, {stop_fd, POLLIN, 0}}};
-  nfds_t count = stop_fd < 0 ? 1 : 2;
-  int rc = tandem::detail::ppoll_until(pfds.data(), count, t);
+bool connection::wait_readable(const std::stop_token* st, timeout t) {
+  pollfd pfd{fd_, POLLIN, 0};
+  int rc = st != nullptr ? tandem::detail::ppoll_until(&pfd, 1, t, *st)
+                         : tandem::detail::ppoll_until(&pfd, 1, t);
   if (rc < 0) throw_errno(errno, "poll failed");
-  if (rc == 0) return false;
-  if (count == 2 && pfds[1].revents != 0) return false;
-  return (pfds[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
+  return rc > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) != 0;
 }
 
 // -- pipe -------------------------------------------------------------------------------------

@@ -258,9 +258,9 @@ private:
   // Reads up to `out.size()` bytes; returns how many (0 only at end of file).
   std::size_t read_some(std::span<std::byte> out);
   [[noreturn]] void fail(const bad_message_error& e);
-  // ppoll for input on fd_, or any event on stop_fd (when not negative), until `t`; false on
+  // ppoll for input on fd_ until `t`, or (when `st` is not null) a stop request; false on
   // timeout or stop.
-  bool wait_readable(int stop_fd, timeout t);
+  bool wait_readable(const std::stop_token* st, timeout t);
 
   int fd_ = -1;
   bool readable_ = false;
