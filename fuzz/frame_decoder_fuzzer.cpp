@@ -7,7 +7,8 @@
 // recv_bytes() stream is also checked against an independent reading of the framing.
 //
 // Input layout: byte 0 selects the mode (bits 0-1: the receive call, bit 2: socketpair instead of
-// pipe, bits 3-7: maxlength or buffer size), the rest is the stream.
+// pipe, with shared-memory markers accepted, bits 3-7: maxlength or buffer size), the rest is the
+// stream.
 #include <tandem/error.hpp>
 #include <tandem/mp/connection.hpp>
 
@@ -84,6 +85,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // With a pipe, fds[0] is the read end; with a socketpair either end works.
   tandem::mp::connection reader{fds[0], true, false};
   reader.set_max_message_size(cap);
+  // On a socket, also take shared-memory markers, as mp::pipe() ends do: raw bytes carry no
+  // descriptor, so every marker must be refused however its descriptor reads.
+  if (socket) reader.set_shared_memory_transfers(true);
   std::size_t written = 0;
   while (written < stream.size()) {
     auto n = ::write(fds[1], stream.data() + written, stream.size() - written);

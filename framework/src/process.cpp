@@ -1710,6 +1710,9 @@ std::unique_ptr<child_plan> parse_plan(std::vector<std::byte> bytes,
   plan->parent_pidfd = plan->fds[parent_index];
   plan->mailbox.box = connection{plan->fds[box_index], true, true};
   plan->mailbox.requests = connection{plan->fds[requests_index], true, true};
+  // The parent's ends came from pipe(), which moves large messages through shared memory.
+  plan->mailbox.box.set_shared_memory_transfers(true);
+  plan->mailbox.requests.set_shared_memory_transfers(true);
   plan->fds.resize(parent_index); // not an argument's
   for (std::uint32_t i = 0; i < nargs; ++i) plan->readers.push_back({r.get_bytes(), plan->fds});
   return plan;

@@ -422,7 +422,8 @@ TEST_SUITE("mp connection") {
   TEST_CASE("a reserved negative length header is a bad_message_error") {
     tandem::test::watchdog guard{10s};
     auto [a, b] = tandem::mp::pipe();
-    write_raw(a.fileno(), {0xff, 0xff, 0xff, 0xfe, 'j', 'u', 'n', 'k'});
+    // -3: -1 announces an extended header and -2 a shared-memory marker; the rest is reserved.
+    write_raw(a.fileno(), {0xff, 0xff, 0xff, 0xfd, 'j', 'u', 'n', 'k'});
 
     CHECK_THROWS_AS(b.recv_bytes(), tandem::bad_message_error);
 

@@ -621,6 +621,30 @@ TEST_SUITE("process forkserver") {
     CHECK_THROWS_AS(ours.recv_bytes(), tandem::eof_error);
   }
 
+  TEST_CASE("large messages cross to a child through shared memory announced before it started") {
+    tandem::test::watchdog guard{60s};
+    for (auto method : methods) {
+      CAPTURE(mp::to_string(method));
+      auto [ours, theirs] = mp::pipe();
+      std::vector<std::byte> big(300'000);
+      for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::byte>(i % 253);
+      // `theirs` learns the memory of `ours` here; the second message then refers to it without
+      // carrying it, so the child can only read it if the argument brought the memory along.
+      ours.send_bytes(big);
+      REQUIRE(theirs.recv_bytes() == big);
+      std::reverse(big.begin(), big.end());
+      ours.send_bytes(big);
+      mp::process p{with(method), echo_reversed, std::move(theirs)};
+      p.start();
+      REQUIRE(ours.poll(20s));
+      auto reply = ours.recv_bytes();
+      std::reverse(big.begin(), big.end());
+      CHECK(reply == big);
+      REQUIRE(p.join(20s));
+      CHECK(p.exitcode() == 0);
+    }
+  }
+
   TEST_CASE("a large argument reaches the forkserver child intact") {
     tandem::test::watchdog guard{30s};
     std::string big(300'000, ' ');

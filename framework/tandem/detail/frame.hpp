@@ -49,8 +49,16 @@ inline std::size_t encode_header(std::uint64_t length, header_buffer& out) noexc
 }
 
 /// The outcome of decoding a short header: either a length, or "an 8-byte extension follows".
+/// The short header of a tandem-only marker frame (-2 as a signed length): the message lies in
+/// shared memory, and a descriptor of `shared_descriptor_size` bytes follows (area id, first
+/// chunk, reserved, length; native byte order: both ends are on one machine). Only connections
+/// made by mp::pipe() send or accept it.
+inline constexpr std::uint32_t shared_marker = 0xfffffffeU;
+inline constexpr std::size_t shared_descriptor_size = 24;
+
 struct short_header {
   bool extended = false;
+  bool shared = false;
   std::uint64_t length = 0;
 };
 
@@ -60,7 +68,8 @@ inline short_header decode_short(std::span<const std::byte, short_header_size> i
                                  std::size_t max_length) {
   std::uint32_t raw = 0;
   for (auto b : in) raw = (raw << 8) | std::to_integer<std::uint32_t>(b);
-  if (raw == 0xffffffffU) return {true, 0};
+  if (raw == 0xffffffffU) return {true, false, 0};
+  if (raw == shared_marker) return {false, true, 0};
   if (raw > max_short_length)
     throw bad_message_error("pipe message header has a reserved negative length: the stream is "
                             "corrupt or was not written by a tandem or Python connection");
@@ -68,7 +77,7 @@ inline short_header decode_short(std::span<const std::byte, short_header_size> i
     throw bad_message_error("pipe message of " + std::to_string(raw) +
                             " bytes exceeds the limit of " + std::to_string(max_length) +
                             " bytes: raise the connection's max_message_size if it is expected");
-  return {false, raw};
+  return {false, false, raw};
 }
 
 /// Decodes the 8-byte extension. Throws bad_message_error for a length above `max_length`, or one

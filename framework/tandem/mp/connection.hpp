@@ -45,6 +45,17 @@
 //   - sending an object whose inspect overload reports an error: value_error, and nothing is sent;
 //   - other operating-system failures: tandem::error with the errno in std::system_category().
 //
+// Large messages: the two ends of an mp::pipe() move a message of 64 KiB or more through shared
+// memory instead of the socket (shared_memory_transfers()): the sender copies it into a memory
+// file both processes map and sends a small marker frame; the receiver copies it out. That is
+// one copy each way instead of the kernel's two copies in socket-buffer-sized pieces (1 MiB
+// messages move about twice as fast). The memory (16 MiB of address space per sending end,
+// touched only as far as messages in flight reach) is made on the first large send and reaches
+// the peer with that message. Messages longer than 16 MiB, and any message sent while the
+// memory is full of unread ones, are streamed as usual. A connection made from a descriptor
+// streams everything in Python's format unless set_shared_memory_transfers(true) is called on
+// both ends; a Python process reading an mp::pipe() end directly would see marker frames.
+//
 // Waiting: on a socket (every mp::pipe() end), a receive that finds no message first retries
 // without blocking for up to 30 microseconds, yielding the CPU between tries, and only then
 // sleeps in read(2): a prompt reply is caught without a sleep and a wake-up (a 64-byte round trip
@@ -64,11 +75,14 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <stop_token>
 #include <string>
 #include <string_view>
+#include <sys/types.h>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -97,6 +111,15 @@ std::tuple<Ts...> decode(std::span<const std::byte>) {
 #endif
 
 namespace tandem::mp {
+
+namespace detail {
+struct pipe_areas;
+class pipe_area;
+// Deletes a pipe_areas where its type is complete, so connection.hpp needs only its name.
+struct pipe_areas_deleter {
+  void operator()(pipe_areas* p) const noexcept;
+};
+} // namespace detail
 
 class connection {
 public:
@@ -245,11 +268,51 @@ public:
   /// Sets max_message_size(). Not synchronized with a concurrent receive.
   void set_max_message_size(std::size_t n) noexcept { max_message_size_ = n; }
 
+  /// True when large messages travel through shared memory (see the file comment): on for both
+  /// ends of an mp::pipe(), off for a connection made from a descriptor.
+  bool shared_memory_transfers() const noexcept { return shared_transfers_; }
+
+  /// Turns shared-memory transfers on or off for what this end sends and accepts. Turn it on only
+  /// when the peer is a tandem connection with it on too: the peer otherwise fails with
+  /// bad_message_error on the first large message. Throws usage_error when the connection is
+  /// closed or its descriptor is not a Unix socket (descriptors travel with the first message).
+  void set_shared_memory_transfers(bool on);
+
+  // -- for tandem's process arguments ---------------------------------------------------------
+
+  /// The descriptors of the peer memory areas this end has received (still owned by the
+  /// connection): a copy of this end in another process needs them to read messages whose
+  /// memory was announced before it existed.
+  std::vector<int> peer_area_descriptors() const;
+
+  /// Maps a peer memory area from `fd`, which the connection now owns (closed on failure too).
+  /// Throws bad_message_error when it is not a tandem area.
+  void adopt_peer_area(int fd);
+
 private:
+  // The next message, as its header describes it: its length, and where it lies when it came
+  // through shared memory (area is null for a streamed message, whose body follows in the
+  // stream).
+  struct incoming {
+    std::size_t size = 0;
+    detail::pipe_area* area = nullptr;
+    std::uint32_t first = 0;
+  };
+
   void check_readable() const;
   void check_writable() const;
-  // Reads the header of the next message and returns its length.
-  std::size_t recv_header();
+  // Sends through shared memory; false when the message should be streamed instead.
+  bool send_shared(std::span<const std::byte> body);
+  // Reads the header of the next message.
+  incoming recv_header();
+  // Reads a shared-memory marker's descriptor and resolves its area.
+  incoming recv_shared();
+  // Reads the body of `m` into `out` (exactly m.size bytes) and frees its shared memory.
+  void recv_message(const incoming& m, std::span<std::byte> out);
+  // Frees the shared memory of a message that will not be read.
+  void discard(const incoming& m) noexcept;
+  // recv(2), or recvmsg(2) collecting passed descriptors when shared transfers are on.
+  ssize_t receive(std::span<std::byte> out, int flags);
   // Reads the first bytes of a header from a socket without blocking, trying for a short while;
   // returns how many (0 when none came: the caller then blocks).
   std::size_t recv_header_polling(std::span<std::byte> head);
@@ -267,7 +330,10 @@ private:
   bool writable_ = false;
   bool socket_ = false;
   bool broken_ = false;
+  bool shared_transfers_ = false;
   std::size_t max_message_size_ = tandem::detail::frame::default_max_length;
+  std::unique_ptr<detail::pipe_areas, detail::pipe_areas_deleter>
+      areas_; // made when shared transfers are turned on
 };
 
 } // namespace tandem::mp
