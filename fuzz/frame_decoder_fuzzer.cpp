@@ -7,8 +7,9 @@
 // recv_bytes() stream is also checked against an independent reading of the framing.
 //
 // Input layout: byte 0 selects the mode (bits 0-1: the receive call, bit 2: socketpair instead of
-// pipe, with shared-memory markers accepted, bits 3-7: maxlength or buffer size), the rest is the
-// stream.
+// pipe, with shared-memory markers accepted, bits 3-7: maxlength or buffer size, and with a
+// socketpair an odd value makes it a record socket, as mp::pipe() ends are, written in records
+// whose size follows from it), the rest is the stream.
 #include <tandem/error.hpp>
 #include <tandem/mp/connection.hpp>
 
@@ -78,8 +79,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const bool socket = (mode & 4) != 0;
   const std::size_t param = mode >> 3; // 0..31
 
+  const bool records = socket && (param & 1) != 0;
+  // At least 1 KiB per record keeps the whole stream within the socket's buffer.
+  const std::size_t record = 1024 + (param * 1543) % 8192;
   int fds[2] = {-1, -1};
-  if (socket ? ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0
+  if (socket ? ::socketpair(AF_UNIX, (records ? SOCK_SEQPACKET : SOCK_STREAM) | SOCK_CLOEXEC, 0,
+                            fds) != 0
              : ::pipe2(fds, O_CLOEXEC) != 0)
     die("cannot create the pipe");
   // With a pipe, fds[0] is the read end; with a socketpair either end works.
@@ -90,7 +95,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (socket) reader.set_shared_memory_transfers(true);
   std::size_t written = 0;
   while (written < stream.size()) {
-    auto n = ::write(fds[1], stream.data() + written, stream.size() - written);
+    std::size_t chunk = stream.size() - written;
+    if (records) chunk = std::min(chunk, record);
+    auto n = ::write(fds[1], stream.data() + written, chunk);
     if (n <= 0) die("cannot write the stream");
     written += static_cast<std::size_t>(n);
   }
@@ -102,6 +109,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     try {
       switch (call) {
         case 0: {
+          if (records) { // records frame differently: no stream reference, only the contract
+            static_cast<void>(reader.recv_bytes());
+            break;
+          }
           auto want = expect(stream, pos);
           std::vector<std::byte> got;
           try {

@@ -14,10 +14,12 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -128,7 +130,32 @@ TEST_SUITE("mp connection shared memory") {
     sender.join();
   }
 
-  TEST_CASE("more large messages than the shared memory holds are streamed and none is lost") {
+  TEST_CASE("a sender blocked on full shared memory gets EPIPE when the reader closes") {
+    tandem::test::watchdog guard{30s};
+    auto [reader, writer] = tandem::mp::pipe(false);
+    std::atomic<bool> epipe{false};
+    std::atomic<int> sent{0};
+    std::thread sender{[&, &w = writer] {
+      try {
+        for (int i = 0; i < 64; ++i) {
+          w.send_bytes(pattern(1u << 20, 1));
+          ++sent;
+        }
+      } catch (const tandem::error& e) {
+        epipe = e.code() == std::error_code(EPIPE, std::system_category());
+      }
+    }};
+    REQUIRE(reader.recv_bytes().size() == 1u << 20);
+    // Wait until the sender has filled what it may and is blocked.
+    while (sent.load() < 4) std::this_thread::yield();
+    std::this_thread::sleep_for(100ms); // not synchronization: lets the sender reach its wait
+    reader.close();
+    sender.join();
+    CHECK(epipe.load());
+    CHECK(sent.load() < 64);
+  }
+
+  TEST_CASE("a sender that runs ahead of its reader waits for room and loses nothing") {
     tandem::test::watchdog guard{60s};
     auto [reader, writer] = tandem::mp::pipe(false);
     constexpr int count = 48; // 48 MiB in flight is three times the area

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -38,6 +39,9 @@ public:
   static constexpr std::size_t chunk_size = std::size_t{256} << 10;
   /// The largest message an area carries; longer ones are streamed.
   static constexpr std::size_t capacity = chunk_count * chunk_size;
+  /// Chunks in flight beyond which a sender waits (unless the area is empty): a sender that runs
+  /// far ahead of its receiver would spread its copies over memory the caches no longer hold.
+  static constexpr std::uint32_t budget_chunks = 16;
 
   struct header {
     std::uint64_t magic;
@@ -45,7 +49,9 @@ public:
     std::uint32_t chunk_count;
     std::uint64_t chunk_size;
     std::uint64_t id;
-    std::atomic<std::uint64_t> used; // bit i set: chunk i holds a message in flight
+    std::atomic<std::uint64_t> used;    // bit i set: chunk i holds a message in flight
+    std::atomic<std::uint32_t> frees;   // bumped by every release: the futex senders wait on
+    std::atomic<std::uint32_t> waiters; // senders waiting for a release
   };
 
   /// Creates a fresh area with a random id. Throws tandem::error with the errno on failure.
@@ -68,8 +74,13 @@ public:
   /// when no run of free chunks is long enough right now.
   std::optional<std::uint32_t> try_claim(std::size_t n) noexcept;
 
-  /// Frees the chunks of a message of `n` bytes starting at chunk `first`.
+  /// Frees the chunks of a message of `n` bytes starting at chunk `first`, and wakes senders
+  /// waiting for room.
   void release(std::uint32_t first, std::size_t n) noexcept;
+
+  /// Claims room for `n` bytes, waiting up to `slice` for a release when there is none. Nothing
+  /// when the slice passed without room: the caller checks that its peer lives and retries.
+  std::optional<std::uint32_t> claim(std::size_t n, std::chrono::milliseconds slice) noexcept;
 
   /// The bytes of chunk `first` onwards, `n` of them. Checks the range; throws
   /// bad_message_error when it does not lie inside the area.

@@ -5,6 +5,7 @@
 
 #include "internal/pipe_area.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
@@ -32,6 +33,10 @@ namespace {
 // Messages from this size on go through shared memory when the connection allows it: below it
 // the socket's copies cost less than a marker frame plus two memcpys (measured: bench/mp_bench).
 constexpr std::size_t shared_threshold = std::size_t{64} << 10;
+
+// The largest record a record socket (mp::pipe()'s SOCK_SEQPACKET) carries: a message with its
+// header up to this size is one record, and a longer one is split into records of this size.
+constexpr std::size_t record_max = std::size_t{64} << 10;
 
 [[noreturn]] void throw_errno(int err, const std::string& what) {
   throw error(std::error_code(err, std::system_category()), what);
@@ -88,12 +93,20 @@ connection::connection(int fd, bool readable, bool writable)
   }
   struct stat st {};
   socket_ = ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+  if (socket_) {
+    int type = 0;
+    socklen_t len = sizeof type;
+    records_ = ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_SEQPACKET;
+  }
 }
 
 connection::connection(connection&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)), readable_(other.readable_), writable_(other.writable_),
-      socket_(other.socket_), broken_(other.broken_), shared_transfers_(other.shared_transfers_),
-      max_message_size_(other.max_message_size_), areas_(std::move(other.areas_)) {}
+      socket_(other.socket_), records_(other.records_), broken_(other.broken_),
+      shared_transfers_(other.shared_transfers_), max_message_size_(other.max_message_size_),
+      areas_(std::move(other.areas_)), record_(std::move(other.record_)),
+      record_begin_(std::exchange(other.record_begin_, 0)),
+      record_end_(std::exchange(other.record_end_, 0)) {}
 
 connection& connection::operator=(connection&& other) noexcept {
   if (this != &other) {
@@ -102,10 +115,14 @@ connection& connection::operator=(connection&& other) noexcept {
     readable_ = other.readable_;
     writable_ = other.writable_;
     socket_ = other.socket_;
+    records_ = other.records_;
     broken_ = other.broken_;
     shared_transfers_ = other.shared_transfers_;
     max_message_size_ = other.max_message_size_;
     areas_ = std::move(other.areas_);
+    record_ = std::move(other.record_);
+    record_begin_ = std::exchange(other.record_begin_, 0);
+    record_end_ = std::exchange(other.record_end_, 0);
   }
   return *this;
 }
@@ -182,12 +199,17 @@ void connection::send_bytes(std::span<const std::byte> buf, std::size_t offset,
     throw value_error("send_bytes: offset + size exceeds the buffer length of " +
                       std::to_string(buf.size()) + " bytes");
   auto body = buf.subspan(offset, n);
+  awaiting_reply_ = true;
   if (shared_transfers_ && n >= shared_threshold && n <= detail::pipe_area::capacity &&
       send_shared(body))
     return;
 
   tandem::detail::frame::header_buffer header{};
   std::size_t header_size = tandem::detail::frame::encode_header(n, header);
+  if (records_) {
+    send_records(std::span{header}.first(header_size), body);
+    return;
+  }
 
   // One writev per attempt so that a small message goes out in one system call.
   iovec iov[2] = {{header.data(), header_size},
@@ -227,6 +249,34 @@ void connection::send_bytes(std::span<const std::byte> buf, std::size_t offset,
   }
 }
 
+void connection::send_record(std::span<const std::byte> head, std::span<const std::byte> body) {
+  iovec iov[2] = {{const_cast<std::byte*>(head.data()), head.size()},  // NOLINT: iovec is not const
+                  {const_cast<std::byte*>(body.data()), body.size()}}; // NOLINT
+  msghdr msg{};
+  msg.msg_iov = head.empty() ? iov + 1 : iov;
+  msg.msg_iovlen = head.empty() || body.empty() ? 1 : 2;
+  for (;;) {
+    // A record goes out whole or not at all.
+    ssize_t written = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    if (written >= 0) return;
+    int err = errno;
+    if (err == EINTR) continue;
+    if (err == EPIPE || err == ECONNRESET)
+      throw_errno(EPIPE, "send_bytes: the other end of the pipe is closed");
+    throw_errno(err, "send_bytes: write failed");
+  }
+}
+
+void connection::send_records(std::span<const std::byte> header, std::span<const std::byte> body) {
+  std::size_t first = std::min(body.size(), record_max - header.size());
+  send_record(header, body.first(first));
+  for (std::size_t at = first; at < body.size();) {
+    std::size_t k = std::min(record_max, body.size() - at);
+    send_record({}, body.subspan(at, k));
+    at += k;
+  }
+}
+
 bool connection::send_shared(std::span<const std::byte> body) {
   auto& areas = *areas_;
   if (!areas.own) {
@@ -239,16 +289,21 @@ bool connection::send_shared(std::span<const std::byte> body) {
     }
   }
   auto& area = *areas.own;
-  // The receiver frees space as it reads. Wait a little for it (yielding lets a receiver on
-  // this CPU run), then stream rather than block on memory whose reader may be gone.
+  // The receiver frees room as it reads. Spin a little (yielding lets a receiver on this CPU
+  // run), then sleep until a release, checking between slices that the receiver still exists:
+  // a full area blocks the sender as a full socket buffer would.
   auto first = area.try_claim(body.size());
-  if (!first) {
-    auto end = std::chrono::steady_clock::now() + std::chrono::microseconds{200};
-    do {
-      ::sched_yield();
-      first = area.try_claim(body.size());
-    } while (!first && std::chrono::steady_clock::now() < end);
-    if (!first) return false;
+  for (int i = 0; !first && i < 64; ++i) {
+    ::sched_yield();
+    first = area.try_claim(body.size());
+  }
+  while (!first) {
+    first = area.claim(body.size(), std::chrono::milliseconds{50});
+    if (!first) {
+      pollfd pfd{fd_, POLLOUT, 0};
+      if (::poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR)) != 0)
+        return false; // streaming it reports the closed peer
+    }
   }
   std::memcpy(area.bytes(*first, body.size()).data(), body.data(), body.size());
 
@@ -304,8 +359,8 @@ bool connection::send_shared(std::span<const std::byte> body) {
 
 // -- receiving --------------------------------------------------------------------------------
 
-ssize_t connection::receive(std::span<std::byte> out, int flags) {
-  if (!areas_) return ::recv(fd_, out.data(), out.size(), flags);
+ssize_t connection::receive(std::span<std::byte> out, int flags, bool* truncated) {
+  if (!areas_ && !records_) return ::recv(fd_, out.data(), out.size(), flags);
   // With shared transfers on, a marker may carry a descriptor; recvmsg keeps it (read(2) would
   // make the kernel drop it). Room for a few: a peer that sends more loses the rest.
   alignas(cmsghdr) std::array<char, CMSG_SPACE(4 * sizeof(int))> control{};
@@ -317,6 +372,20 @@ ssize_t connection::receive(std::span<std::byte> out, int flags) {
   msg.msg_controllen = control.size();
   ssize_t got = ::recvmsg(fd_, &msg, flags | MSG_CMSG_CLOEXEC);
   if (got < 0) return got;
+  if (truncated != nullptr) *truncated = (msg.msg_flags & MSG_TRUNC) != 0;
+  if (!areas_) {
+    // Descriptors nobody asked for: close them.
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (std::size_t i = 0; i < count; ++i) {
+        int fd = -1;
+        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+        ::close(fd);
+      }
+    }
+    return got;
+  }
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
     std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -339,15 +408,28 @@ std::size_t connection::read_some(std::span<std::byte> out) {
   }
 }
 
-std::size_t connection::recv_header_polling(std::span<std::byte> head) {
+std::size_t connection::read_record(std::span<std::byte> out, bool& truncated) {
+  for (;;) {
+    ssize_t got = receive(out, 0, &truncated);
+    if (got >= 0) return static_cast<std::size_t>(got);
+    if (errno == EINTR) continue;
+    if (errno == ECONNRESET) return 0; // the peer is gone: the same as end of file
+    throw_errno(errno, "recv_bytes: read failed");
+  }
+}
+
+std::size_t connection::recv_header_polling(std::span<std::byte> head, bool& truncated) {
   // A reply usually arrives within microseconds; sleeping in read() and being woken costs tens
   // of microseconds on a virtual CPU. So first try without blocking for a short window, yielding
   // the CPU between tries: when the peer shares this CPU, it runs (and answers) in the yield;
   // when it runs on another CPU, the answer is caught without a sleep and a wake-up.
   constexpr auto window = std::chrono::microseconds{30};
   auto end = std::chrono::steady_clock::now() + window;
+  // Right after a send on this connection the answer cannot be there yet: let the peer run
+  // first (on a shared CPU this is what produces the answer) instead of a read that must fail.
+  if (std::exchange(awaiting_reply_, false)) ::sched_yield();
   for (int i = 0;; ++i) {
-    ssize_t got = receive(head, MSG_DONTWAIT);
+    ssize_t got = receive(head, MSG_DONTWAIT, &truncated);
     if (got > 0) return static_cast<std::size_t>(got);
     if (got == 0) return 0; // end of file: the caller's blocking read sees it again at once
     if (errno == EINTR) continue;
@@ -364,9 +446,11 @@ void connection::fail(const bad_message_error& e) {
 
 connection::incoming connection::recv_header() {
   if (areas_) areas_->drop_pending();
+  if (records_) return recv_record_header();
   std::array<std::byte, tandem::detail::frame::short_header_size> head{};
   std::size_t got = 0;
-  if (socket_) got = recv_header_polling(head);
+  bool truncated = false; // a stream is never truncated
+  if (socket_) got = recv_header_polling(head, truncated);
   while (got < head.size()) {
     std::size_t n = read_some(std::span{head}.subspan(got));
     if (n == 0) {
@@ -391,13 +475,82 @@ connection::incoming connection::recv_header() {
   }
 }
 
+connection::incoming connection::recv_record_header() {
+  using namespace tandem::detail::frame;
+  if (record_.empty()) record_.resize(record_max);
+  std::span<std::byte> buf{record_};
+  record_begin_ = record_end_ = 0;
+  bool truncated = false;
+  std::size_t got = recv_header_polling(buf, truncated);
+  if (got == 0) got = read_record(buf, truncated);
+  if (got == 0)
+    throw eof_error("recv_bytes: the other end of the pipe is closed and every message was read");
+  try {
+    if (truncated)
+      throw bad_message_error("recv_bytes: a record longer than " + std::to_string(record_max) +
+                              " bytes arrived: the stream was not written by a tandem connection");
+    if (got < short_header_size)
+      throw bad_message_error("recv_bytes: a record of " + std::to_string(got) +
+                              " bytes is shorter than a message header");
+    auto h = decode_short(buf.first<short_header_size>(), max_message_size_);
+    if (h.shared) {
+      if (got != short_header_size + shared_descriptor_size)
+        throw bad_message_error("recv_bytes: a shared-memory marker of " + std::to_string(got) +
+                                " bytes: the stream is corrupt");
+      return resolve_shared(buf.subspan<short_header_size, shared_descriptor_size>());
+    }
+    if (areas_) areas_->drop_pending(); // descriptors only ever ride on markers
+    std::size_t head = short_header_size;
+    std::uint64_t length = h.length;
+    if (h.extended) {
+      if (got < max_header_size)
+        throw bad_message_error("recv_bytes: a record ends inside an extended header");
+      length = decode_extended(buf.subspan<short_header_size, extended_header_size>(),
+                               max_message_size_);
+      head = max_header_size;
+    }
+    if (got - head > length)
+      throw bad_message_error("recv_bytes: a record holds " + std::to_string(got - head - length) +
+                              " bytes past the end of its message: the stream was not written by "
+                              "a tandem connection");
+    record_begin_ = head;
+    record_end_ = got;
+    return {static_cast<std::size_t>(length)};
+  } catch (const bad_message_error& e) {
+    fail(e);
+  }
+}
+
+void connection::recv_record_body(std::span<std::byte> out) {
+  std::size_t have = record_end_ - record_begin_; // the header check made it <= out.size()
+  if (have != 0) std::memcpy(out.data(), record_.data() + record_begin_, have);
+  record_begin_ = record_end_ = 0;
+  std::size_t got = have;
+  while (got < out.size()) {
+    // Continuation records: straight into place. One longer than what is left is a lie.
+    bool truncated = false;
+    std::size_t n = read_record(out.subspan(got), truncated);
+    if (n == 0)
+      fail(bad_message_error("recv_bytes: the other end closed in the middle of a message of " +
+                             std::to_string(out.size()) + " bytes"));
+    if (truncated)
+      fail(bad_message_error("recv_bytes: a record runs past the end of its message of " +
+                             std::to_string(out.size()) + " bytes"));
+    got += n;
+  }
+}
+
 connection::incoming connection::recv_shared() {
+  std::array<std::byte, tandem::detail::frame::shared_descriptor_size> d{};
+  recv_body(d);
+  return resolve_shared(d);
+}
+
+connection::incoming connection::resolve_shared(std::span<const std::byte, 24> d) {
   if (!shared_transfers_ || !areas_)
     throw bad_message_error("recv_bytes: a shared-memory marker arrived on a connection that does "
                             "not take shared-memory transfers: turn them on at both ends, or the "
                             "stream was not written by a tandem connection");
-  std::array<std::byte, tandem::detail::frame::shared_descriptor_size> d{};
-  recv_body(d);
   std::uint64_t id = 0;
   std::uint32_t first = 0;
   std::uint64_t length = 0;
@@ -434,7 +587,10 @@ connection::incoming connection::recv_shared() {
 
 void connection::recv_message(const incoming& m, std::span<std::byte> out) {
   if (m.area == nullptr) {
-    recv_body(out);
+    if (records_)
+      recv_record_body(out);
+    else
+      recv_body(out);
     return;
   }
   std::memcpy(out.data(), m.area->bytes(m.first, m.size).data(), m.size);
@@ -538,11 +694,12 @@ std::pair<connection, connection> with_shared_transfers(std::pair<connection, co
 } // namespace
 
 std::pair<connection, connection> pipe(bool duplex) {
-  // Both kinds are Unix stream sockets: on Linux they move large messages several times faster
-  // than pipe(2) (the measured 1 MiB transfer went from about 1-3 GB/s to 7-10 GB/s), and they
-  // take MSG_NOSIGNAL, so a send to a closed reader needs no signal-mask juggling.
+  // Both kinds are Unix record sockets: on Linux a socket moves data several times faster than
+  // pipe(2), takes MSG_NOSIGNAL (no signal-mask juggling for a closed reader), carries the
+  // descriptor of the shared memory for large messages, and as SOCK_SEQPACKET delivers a small
+  // message, header and body, in one receive.
   int fds[2] = {-1, -1};
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0)
     throw_errno(errno, "pipe: socketpair failed");
   // Larger socket buffers let large messages cross in fewer, larger copies and wake-ups (the
   // kernel caps them at net.core.wmem_max and rmem_max; a refusal keeps the defaults).

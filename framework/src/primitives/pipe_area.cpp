@@ -3,7 +3,10 @@
 
 #include <tandem/mp/connection.hpp>
 
+#include <tandem/detail/futex.hpp>
 #include <tandem/error.hpp>
+
+#include <bit>
 
 #include <cerrno>
 #include <fcntl.h>
@@ -56,7 +59,7 @@ std::unique_ptr<pipe_area> pipe_area::create() {
     ::close(fd);
     throw_errno(err, "pipe: mapping the shared memory for large messages failed");
   }
-  ::new (base) header{magic, version, chunk_count, chunk_size, id, {0}};
+  ::new (base) header{magic, version, chunk_count, chunk_size, id, {0}, {0}, {0}};
   return std::make_unique<pipe_area>(fd, base, id);
 }
 
@@ -102,6 +105,8 @@ std::optional<std::uint32_t> pipe_area::try_claim(std::size_t n) noexcept {
       }
     }
     if (!first) return std::nullopt;
+    if (now != 0 && static_cast<std::uint32_t>(std::popcount(now)) + count > budget_chunks)
+      return std::nullopt;
     if (used.compare_exchange_weak(now, now | run_mask(*first, count), std::memory_order_acquire,
                                    std::memory_order_acquire))
       return first;
@@ -109,7 +114,26 @@ std::optional<std::uint32_t> pipe_area::try_claim(std::size_t n) noexcept {
 }
 
 void pipe_area::release(std::uint32_t first, std::size_t n) noexcept {
-  head().used.fetch_and(~run_mask(first, chunks_for(n)), std::memory_order_release);
+  auto& h = head();
+  h.used.fetch_and(~run_mask(first, chunks_for(n)), std::memory_order_release);
+  // Bump, then look for waiters; a waiter registers, then re-checks, then sleeps on the value it
+  // saw before: one of the two sees the other (both sequentially consistent).
+  h.frees.fetch_add(1, std::memory_order_seq_cst);
+  if (h.waiters.load(std::memory_order_seq_cst) != 0) tandem::detail::futex_wake_all(h.frees, true);
+}
+
+std::optional<std::uint32_t> pipe_area::claim(std::size_t n,
+                                              std::chrono::milliseconds slice) noexcept {
+  auto& h = head();
+  std::uint32_t seen = h.frees.load(std::memory_order_seq_cst);
+  h.waiters.fetch_add(1, std::memory_order_seq_cst);
+  auto first = try_claim(n);
+  if (!first) {
+    tandem::detail::futex_wait(h.frees, seen, slice, true);
+    first = try_claim(n);
+  }
+  h.waiters.fetch_sub(1, std::memory_order_seq_cst);
+  return first;
 }
 
 std::span<std::byte> pipe_area::bytes(std::uint32_t first, std::size_t n) const {

@@ -1,10 +1,17 @@
 // tandem::mp::connection: one end of a pipe, Python's `multiprocessing.connection.Connection`.
 //
-// A connection owns a file descriptor (a Unix stream socket from mp::pipe(), or any socket or
+// A connection owns a file descriptor (a Unix record socket from mp::pipe(), or any socket or
 // pipe(2) end handed to the constructor) and sends and receives whole messages over it. Each
 // send_bytes() writes one frame (tandem/detail/frame.hpp: a length header, then the bytes), each
-// recv_bytes() reads one: message boundaries are kept, zero-length messages exist, and the wire
-// format is Python's, so a tandem connection and a Python Connection exchange byte messages.
+// recv_bytes() reads one: message boundaries are kept and zero-length messages exist. On a stream
+// socket or a pipe(2) end the bytes are exactly Python's, so a connection made from such a
+// descriptor and a Python Connection exchange byte messages.
+//
+// On a SOCK_SEQPACKET socket (both ends of mp::pipe()) a frame of up to 64 KiB travels as one
+// record, and a longer streamed one as a first record and continuation records: a small message
+// is received with one system call, header and body together, where a stream needs two (a
+// length, then the body) unless it reads ahead of the message. A record that holds more than its
+// frame, or less than a header, is a bad_message_error.
 //
 //   auto [a, b] = tandem::mp::pipe();
 //   std::thread peer{[&] { b.send_bytes(b.recv_bytes()); }};   // echo
@@ -47,19 +54,23 @@
 //
 // Large messages: the two ends of an mp::pipe() move a message of 64 KiB or more through shared
 // memory instead of the socket (shared_memory_transfers()): the sender copies it into a memory
-// file both processes map and sends a small marker frame; the receiver copies it out. That is
-// one copy each way instead of the kernel's two copies in socket-buffer-sized pieces (1 MiB
-// messages move about twice as fast). The memory (16 MiB of address space per sending end,
-// touched only as far as messages in flight reach) is made on the first large send and reaches
-// the peer with that message. Messages longer than 16 MiB, and any message sent while the
-// memory is full of unread ones, are streamed as usual. A connection made from a descriptor
-// streams everything in Python's format unless set_shared_memory_transfers(true) is called on
-// both ends; a Python process reading an mp::pipe() end directly would see marker frames.
+// file both processes map and sends a small marker record; the receiver copies it out and frees
+// the room. That is one copy each way instead of the kernel's two copies in socket-buffer-sized
+// pieces (1 MiB messages move about three times as fast). The memory (16 MiB of address space
+// per sending end) is made on the first large send and reaches the peer with that message. A
+// sender keeps at most 4 MiB in flight (or one larger message) so that its copies stay in the
+// caches; beyond that it waits for the receiver to free room, as it would wait on a full socket
+// buffer, and a receiver that closes or dies ends the wait with EPIPE. Messages longer than
+// 16 MiB are streamed as usual. A connection made from a descriptor streams everything in
+// Python's format unless set_shared_memory_transfers(true) is called on both ends; a Python
+// process could not read an mp::pipe() end (records and markers are tandem's own).
 //
 // Waiting: on a socket (every mp::pipe() end), a receive that finds no message first retries
 // without blocking for up to 30 microseconds, yielding the CPU between tries, and only then
 // sleeps in read(2): a prompt reply is caught without a sleep and a wake-up (a 64-byte round trip
-// between two CPUs takes about 6 us instead of 40 us here). A connection never reads ahead of the
+// between two CPUs takes about 6 us instead of 40 us here). Right after a send on the same
+// connection, it yields first: the reply cannot be there yet, and a peer sharing this CPU gets to
+// produce it. A connection never reads ahead of the
 // message it receives, so select/epoll on fileno() always sees every pending message.
 //
 // Thread-safety: like Python's Connection, a connection is not synchronized. One thread may send
@@ -305,17 +316,28 @@ private:
   bool send_shared(std::span<const std::byte> body);
   // Reads the header of the next message.
   incoming recv_header();
-  // Reads a shared-memory marker's descriptor and resolves its area.
+  // Reads a shared-memory marker's descriptor from a stream and resolves its area.
   incoming recv_shared();
+  // Checks a marker's descriptor and finds (or maps) its area.
+  incoming resolve_shared(std::span<const std::byte, 24> descriptor);
   // Reads the body of `m` into `out` (exactly m.size bytes) and frees its shared memory.
   void recv_message(const incoming& m, std::span<std::byte> out);
   // Frees the shared memory of a message that will not be read.
   void discard(const incoming& m) noexcept;
   // recv(2), or recvmsg(2) collecting passed descriptors when shared transfers are on.
-  ssize_t receive(std::span<std::byte> out, int flags);
-  // Reads the first bytes of a header from a socket without blocking, trying for a short while;
-  // returns how many (0 when none came: the caller then blocks).
-  std::size_t recv_header_polling(std::span<std::byte> head);
+  ssize_t receive(std::span<std::byte> out, int flags, bool* truncated = nullptr);
+  // Reads the first bytes of a header (on a record socket: the first record) without blocking,
+  // trying for a short while; returns how many (0 when none came: the caller then blocks).
+  std::size_t recv_header_polling(std::span<std::byte> head, bool& truncated);
+  // A record socket's recv_header: reads the first record of the next message.
+  incoming recv_record_header();
+  // Reads the rest of a streamed message from a record socket.
+  void recv_record_body(std::span<std::byte> out);
+  // Reads one record, blocking; 0 at end of file. Sets `truncated` when it did not fit.
+  std::size_t read_record(std::span<std::byte> out, bool& truncated);
+  // Sends one record (header and body gathered), or a message split into records.
+  void send_record(std::span<const std::byte> head, std::span<const std::byte> body);
+  void send_records(std::span<const std::byte> header, std::span<const std::byte> body);
   // Reads exactly `out.size()` bytes of a message body.
   void recv_body(std::span<std::byte> out);
   // Reads up to `out.size()` bytes; returns how many (0 only at end of file).
@@ -329,11 +351,17 @@ private:
   bool readable_ = false;
   bool writable_ = false;
   bool socket_ = false;
+  bool records_ = false; // a SOCK_SEQPACKET socket: messages are records
   bool broken_ = false;
   bool shared_transfers_ = false;
+  bool awaiting_reply_ = false; // sent since the last receive: a reply takes the peer's turn
   std::size_t max_message_size_ = tandem::detail::frame::default_max_length;
   std::unique_ptr<detail::pipe_areas, detail::pipe_areas_deleter>
       areas_; // made when shared transfers are turned on
+  // A record socket's first record of the message being read, and the body bytes it holds.
+  std::vector<std::byte> record_;
+  std::size_t record_begin_ = 0;
+  std::size_t record_end_ = 0;
 };
 
 } // namespace tandem::mp

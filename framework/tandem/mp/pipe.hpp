@@ -5,12 +5,12 @@
 //   writer.send(std::vector<int>{1, 2, 3});          // objects, with tandem::framework
 //   auto v = reader.recv<std::vector<int>>();
 //
-// Both kinds are a socketpair(AF_UNIX, SOCK_STREAM) with 1 MiB kernel buffers (where the kernel
-// allows): on Linux a stream socket moves large messages several times faster than pipe(2),
-// which Python uses for one-way pipes. A one-way pipe's socket is shut down in the unused
-// directions and, as in Python, the first connection is the read end and the second the write
-// end. Both descriptors are close-on-exec. Throws tandem::error with the errno when the descriptors
-// cannot be created (EMFILE, ENFILE).
+// Both kinds are a socketpair(AF_UNIX, SOCK_SEQPACKET) with 1 MiB kernel buffers (where the
+// kernel allows): each message up to 64 KiB is one record, received in one system call, and
+// larger ones go through shared memory (see connection.hpp). A one-way pipe's socket is shut down
+// in the unused directions and, as in Python, the first connection is the read end and the
+// second the write end. Both descriptors are close-on-exec. Throws tandem::error with the errno
+// when the descriptors cannot be created (EMFILE, ENFILE).
 #pragma once
 
 #include <tandem/mp/connection.hpp>
