@@ -34,5 +34,7 @@
 #include <tandem/mp/joinable_queue.hpp>
 #include <tandem/mp/process.hpp>
 #include <tandem/mp/queue.hpp>
+#include <tandem/mp/shareable_list.hpp>
+#include <tandem/mp/shared_memory.hpp>
 #include <tandem/mp/simple_queue.hpp>
 #include <tandem/mp/wait.hpp>
