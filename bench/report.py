@@ -118,6 +118,25 @@ PAIRS = [
     Pair("fork_start", "process start (fork) until its first message, + join",
          "tandem_bench_mp", "fork_waitpid", "fork + waitpid", "time", 2.0, unit="process",
          python="multiprocessing_bench.py"),
+    Pair("shm_create", "shared memory, 4 KiB: create + attach by name + close both + unlink",
+         "tandem_bench_mp", "posix_shm", "shm_open + ftruncate + mmap, twice, + shm_unlink",
+         "time", None, unit="segment", python="multiprocessing_bench.py",
+         note="tandem also writes and checks its header, registers the segment with its tracker "
+              "and unregisters it; Python's column is shared_memory.SharedMemory."),
+    Pair("mplock", "mp::lock acquire + release, uncontended", "tandem_bench_mp",
+         "pthread_robust", "robust process-shared pthread mutex", "time", 1.0,
+         python="multiprocessing_bench.py"),
+    Pair("mplock_2proc", "2 processes incrementing a shared counter under mp::lock",
+         "tandem_bench_mp", "pthread_pshared", "process-shared pthread mutex", "throughput", 1.0,
+         unit="increment", python="multiprocessing_bench.py"),
+    Pair("mpvalue_2proc", "2 processes incrementing mp::value<int64_t> under get_lock()",
+         "tandem_bench_mp", "pthread_pshared", "process-shared pthread mutex + int64",
+         "throughput", None, unit="increment", python="multiprocessing_bench.py",
+         note="the figure the design asks for is the ratio to Python's Value (expected >= 15x)."),
+    Pair("manager_dict", "manager dict set + get of integer keys from a child process",
+         "tandem_bench_mp", "boost_map", "Boost.Interprocess map under an interprocess_mutex",
+         "throughput", 0.25, unit="set+get", python="multiprocessing_bench.py",
+         note="Python's column is a multiprocessing.Manager() dict used from a child process."),
 ]
 
 TIME_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}

@@ -4,7 +4,9 @@
 Each benchmark does what its C++ pair does (same names, same shapes) and reports seconds per
 operation: per item moved through a queue from one process to another, per 64-byte round trip
 through a Pipe (both processes pinned to one CPU, or to two), per 1 MiB message through a Pipe,
-per process start (until its first message arrived and it was joined). Every figure is the median
+per process start (until its first message arrived and it was joined), per shared-memory
+segment made and removed, per lock acquire+release, per increment of a shared counter by two
+processes, per set+get on a Manager dict from a child process. Every figure is the median
 of several repeats; the peer process is started before the clock and released through an Event,
 as in C++. Prints JSON in threading_bench.py's format.
 
@@ -169,6 +171,87 @@ def bench_default_start(n):
 
 
 # name: (function, operations per repeat, quick operations per repeat)
+# -- shared state --------------------------------------------------------------------------------
+
+
+def bench_shm_create(n):
+    from multiprocessing import shared_memory
+    start = time.perf_counter()
+    for _ in range(n):
+        shm = shared_memory.SharedMemory(create=True, size=4096)
+        other = shared_memory.SharedMemory(shm.name)
+        shm.buf[0] = 1
+        other.buf[0]
+        other.close()
+        shm.close()
+        shm.unlink()
+    return time.perf_counter() - start, n
+
+
+def bench_mplock(n):
+    lock = mp.Lock()
+    acquire, release = lock.acquire, lock.release
+    start = time.perf_counter()
+    for _ in range(n):
+        acquire()
+        release()
+    return time.perf_counter() - start, n
+
+
+def _increment(value, lock, go, n):
+    go.wait()
+    for _ in range(n):
+        with lock:
+            value.value += 1
+
+
+def two_processes_incrementing(n, value, lock):
+    go = mp.Event()
+    workers = [mp.Process(target=_increment, args=(value, lock, go, n // 2)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    start = time.perf_counter()
+    go.set()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - start
+    if value.value != 2 * (n // 2):
+        raise RuntimeError("lost increments")
+    return elapsed, 2 * (n // 2)
+
+
+def bench_mplock_2proc(n):
+    return two_processes_incrementing(n, mp.Value("q", 0, lock=False), mp.Lock())
+
+
+def bench_mpvalue_2proc(n):
+    value = mp.Value("q", 0)
+    return two_processes_incrementing(n, value, value.get_lock())
+
+
+def _use_dict(d, go, n, keys):
+    go.wait()
+    total = 0
+    for i in range(n):
+        d[i % keys] = i
+        total += d[i % keys]
+
+
+def bench_manager_dict(n):
+    with mp.Manager() as manager:
+        d = manager.dict()
+        go = mp.Event()
+        p = mp.Process(target=_use_dict, args=(d, go, n, 1024))
+        p.start()
+        start = time.perf_counter()
+        go.set()
+        p.join()
+        elapsed = time.perf_counter() - start
+        if p.exitcode != 0:
+            raise RuntimeError("the child failed")
+    return elapsed, n
+
+
 BENCHMARKS = {
     "mpqueue_64b": (bench_mpqueue_64b, 100_000, 10_000),
     "mpqueue_64k": (bench_mpqueue_64k, 4_000, 400),
@@ -178,6 +261,11 @@ BENCHMARKS = {
     "spawn_start": (bench_spawn_start, 20, 5),
     "fork_start": (bench_fork_start, 200, 20),
     "default_start": (bench_default_start, 200, 20),
+    "shm_create": (bench_shm_create, 2_000, 200),
+    "mplock": (bench_mplock, 1_000_000, 100_000),
+    "mplock_2proc": (bench_mplock_2proc, 100_000, 10_000),
+    "mpvalue_2proc": (bench_mpvalue_2proc, 100_000, 10_000),
+    "manager_dict": (bench_manager_dict, 4_000, 400),
 }
 
 
