@@ -361,31 +361,22 @@ bool connection::send_shared(std::span<const std::byte> body) {
 
 ssize_t connection::receive(std::span<std::byte> out, int flags, bool* truncated) {
   if (!areas_ && !records_) return ::recv(fd_, out.data(), out.size(), flags);
-  // With shared transfers on, a marker may carry a descriptor; recvmsg keeps it (read(2) would
-  // make the kernel drop it). Room for a few: a peer that sends more loses the rest.
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(4 * sizeof(int))> control{};
   iovec iov{out.data(), out.size()};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  msg.msg_control = control.data();
-  msg.msg_controllen = control.size();
+  // With shared transfers on, a marker may carry a descriptor; the control buffer keeps it (room
+  // for a few: a peer that sends more loses the rest). Without one, the kernel closes passed
+  // descriptors itself.
+  alignas(cmsghdr) std::array<char, CMSG_SPACE(4 * sizeof(int))> control{};
+  if (areas_) {
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+  }
   ssize_t got = ::recvmsg(fd_, &msg, flags | MSG_CMSG_CLOEXEC);
   if (got < 0) return got;
   if (truncated != nullptr) *truncated = (msg.msg_flags & MSG_TRUNC) != 0;
-  if (!areas_) {
-    // Descriptors nobody asked for: close them.
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (std::size_t i = 0; i < count; ++i) {
-        int fd = -1;
-        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-        ::close(fd);
-      }
-    }
-    return got;
-  }
+  if (!areas_) return got;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
     std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
