@@ -29,11 +29,18 @@
 #include <tandem/timer.hpp>
 
 // multiprocessing
+#include <tandem/mp/barrier.hpp>
+#include <tandem/mp/bounded_semaphore.hpp>
+#include <tandem/mp/condition.hpp>
 #include <tandem/mp/connection.hpp>
+#include <tandem/mp/event.hpp>
 #include <tandem/mp/pipe.hpp>
 #include <tandem/mp/joinable_queue.hpp>
+#include <tandem/mp/lock.hpp>
 #include <tandem/mp/process.hpp>
 #include <tandem/mp/queue.hpp>
+#include <tandem/mp/rlock.hpp>
+#include <tandem/mp/semaphore.hpp>
 #include <tandem/mp/shareable_list.hpp>
 #include <tandem/mp/shared_memory.hpp>
 #include <tandem/mp/simple_queue.hpp>
