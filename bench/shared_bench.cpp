@@ -34,11 +34,20 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <new>
 #include <string>
 #include <utility>
 #include <vector>
 
+#if __has_include(<tandem/mp/lock.hpp>)
+#include <tandem/mp/lock.hpp>
+#define TANDEM_BENCH_MP_LOCK 1
+#endif
+#if __has_include(<tandem/mp/value.hpp>)
+#include <tandem/mp/value.hpp>
+#define TANDEM_BENCH_MP_VALUE 1
+#endif
 #if __has_include(<tandem/mp/shared_memory.hpp>)
 #include <tandem/mp/shared_memory.hpp>
 #define TANDEM_BENCH_SHARED_MEMORY 1
@@ -157,6 +166,24 @@ void mplock_pthread_robust(benchmark::State& state) {
 }
 BENCHMARK(mplock_pthread_robust)->Name("mplock/pthread_robust");
 
+#ifdef TANDEM_BENCH_MP_LOCK
+// The lock and the counter it guards, in one shared mapping.
+struct mp_counter {
+  tandem::mp::lock lock;
+  std::int64_t value = 0;
+};
+
+void mplock_tandem(benchmark::State& state) {
+  shared_cell<mp_counter> c;
+  for (auto _ : state) {
+    c->lock.acquire();
+    benchmark::DoNotOptimize(c->value);
+    c->lock.release();
+  }
+}
+BENCHMARK(mplock_tandem)->Name("mplock/tandem");
+#endif
+
 // -- two processes incrementing --------------------------------------------------------------
 
 constexpr std::int64_t increments = 200'000; // per process and iteration
@@ -179,7 +206,46 @@ void increments_pthread(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * 2 * increments);
 }
 BENCHMARK(increments_pthread)->Name("mplock_2proc/pthread_pshared")->UseManualTime();
+
+#ifdef TANDEM_BENCH_MP_LOCK
+void increments_mp_lock(benchmark::State& state) {
+  shared_cell<mp_counter> c;
+  for (auto _ : state) {
+    c->value = 0;
+    double s = run_parties(2, [&](int) {
+      for (std::int64_t i = 0; i < increments; ++i) {
+        c->lock.acquire();
+        ++c->value;
+        c->lock.release();
+      }
+    });
+    state.SetIterationTime(s);
+    if (c->value != 2 * increments) die("lost increments");
+  }
+  state.SetItemsProcessed(state.iterations() * 2 * increments);
+}
+BENCHMARK(increments_mp_lock)->Name("mplock_2proc/tandem")->UseManualTime();
+#endif
 BENCHMARK(increments_pthread)->Name("mpvalue_2proc/pthread_pshared")->UseManualTime();
+
+#ifdef TANDEM_BENCH_MP_VALUE
+void increments_mp_value(benchmark::State& state) {
+  auto v = tandem::mp::value<std::int64_t>::create();
+  for (auto _ : state) {
+    v.set(0);
+    double s = run_parties(2, [&](int) {
+      for (std::int64_t i = 0; i < increments; ++i) {
+        std::scoped_lock guard{v.get_lock()};
+        v.get_obj() += 1;
+      }
+    });
+    state.SetIterationTime(s);
+    if (v.get() != 2 * increments) die("lost increments");
+  }
+  state.SetItemsProcessed(state.iterations() * 2 * increments);
+}
+BENCHMARK(increments_mp_value)->Name("mpvalue_2proc/tandem")->UseManualTime();
+#endif
 
 // -- manager dict ----------------------------------------------------------------------------
 

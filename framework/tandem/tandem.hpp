@@ -29,6 +29,7 @@
 #include <tandem/timer.hpp>
 
 // multiprocessing
+#include <tandem/mp/array.hpp>
 #include <tandem/mp/barrier.hpp>
 #include <tandem/mp/bounded_semaphore.hpp>
 #include <tandem/mp/condition.hpp>
@@ -44,4 +45,5 @@
 #include <tandem/mp/shareable_list.hpp>
 #include <tandem/mp/shared_memory.hpp>
 #include <tandem/mp/simple_queue.hpp>
+#include <tandem/mp/value.hpp>
 #include <tandem/mp/wait.hpp>
