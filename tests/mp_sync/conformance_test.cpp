@@ -43,15 +43,8 @@ TANDEM_BASE_LOCK_CONTRACT(subject<tandem::mp::lock, forked>, subject<tandem::mp:
                           subject<tandem::mp::condition, forked>,
                           subject<mp_condition_over_lock, forked>,
                           subject<mp_condition_over_rlock, forked>);
-// TANDEM_PLAIN_LOCK_CONTRACT without plain_lock_reacquire: that body lets its party exit while
-// holding the lock and expects the lock to stay held, while a robust lock hands it to the next
-// acquirer with owner_died_error. death_test.cpp runs the same scenario with a party that lives.
-TEST_CASE_TEMPLATE_INVOKE(plain_lock_different_thread, subject<tandem::mp::lock, forked>,
-                          subject<mp_condition_over_lock, forked>);
-TEST_CASE_TEMPLATE_INVOKE(plain_lock_state_after_timeout, subject<tandem::mp::lock, forked>,
-                          subject<mp_condition_over_lock, forked>);
-TEST_CASE_TEMPLATE_INVOKE(plain_lock_release_unlocked, subject<tandem::mp::lock, forked>,
-                          subject<mp_condition_over_lock, forked>);
+TANDEM_PLAIN_LOCK_CONTRACT(subject<tandem::mp::lock, forked>,
+                           subject<mp_condition_over_lock, forked>);
 TANDEM_RLOCK_CONTRACT(subject<tandem::mp::rlock, forked>, subject<tandem::mp::condition, forked>,
                       subject<mp_condition_over_rlock, forked>);
 TANDEM_CONDITION_CONTRACT(subject<tandem::mp::condition, forked>,
