@@ -84,7 +84,8 @@ std::string state_of(const d::shm_segment_info& s) {
 
 // A tandem segment the tool may remove: its owner is dead, and its layout is one it knows.
 bool stale(const d::shm_segment_info& s) {
-  return !s.owner_alive && s.version == d::shm_named_version;
+  // A header without an owner yet belongs to a creator in the middle of making it.
+  return s.owner_pid > 0 && !s.owner_alive && s.version == d::shm_named_version;
 }
 
 struct options {

@@ -10,8 +10,9 @@
 // sender claims a run of free chunks with compare-and-swap, copies the message in and sends the
 // marker; the receiver copies the message out and clears the bits. Claims and frees are lock-free
 // and work in any order, so ends shared by forked processes, and markers that arrive in another
-// order than their claims, are fine. The first marker from an area carries the area's descriptor
-// (SCM_RIGHTS); the receiver maps it and knows it by the id in the header from then on.
+// order than their claims, are fine. Every marker carries the area's descriptor (SCM_RIGHTS):
+// the receiver maps it the first time and knows it by the id in the header from then on, closing
+// later copies, so any process reading an end can map any area.
 //
 // Nothing here trusts the peer: a received area must be a sealed memfd of the size its header
 // declares, and every marker's chunk range and length are checked against the area before a byte
@@ -106,7 +107,6 @@ struct pipe_areas {
   static constexpr std::size_t max_peer_areas = 16;
 
   std::unique_ptr<pipe_area> own;
-  bool own_announced = false;
   std::vector<std::unique_ptr<pipe_area>> peers;
   std::vector<int> pending_fds; // received with the current header, not yet claimed
 

@@ -290,20 +290,19 @@ bool connection::send_shared(std::span<const std::byte> body) {
   }
   auto& area = *areas.own;
   // The receiver frees room as it reads. Spin a little (yielding lets a receiver on this CPU
-  // run), then sleep until a release, checking between slices that the receiver still exists:
-  // a full area blocks the sender as a full socket buffer would.
+  // run), then sleep until a release.
   auto first = area.try_claim(body.size());
   for (int i = 0; !first && i < 64; ++i) {
     ::sched_yield();
     first = area.try_claim(body.size());
   }
+  // Memory a dead process claimed and never freed would block a large claim for good, and a
+  // reader that is alive but slow costs the same either way: after a bounded wait the message
+  // goes through the socket, which blocks (or reports a closed peer) as a socket does.
+  auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds{250};
   while (!first) {
     first = area.claim(body.size(), std::chrono::milliseconds{50});
-    if (!first) {
-      pollfd pfd{fd_, POLLOUT, 0};
-      if (::poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR)) != 0)
-        return false; // streaming it reports the closed peer
-    }
+    if (!first && std::chrono::steady_clock::now() >= give_up) return false;
   }
   std::memcpy(area.bytes(*first, body.size()).data(), body.data(), body.size());
 
@@ -326,13 +325,15 @@ bool connection::send_shared(std::span<const std::byte> body) {
   // The memory's descriptor rides on the first marker; the kernel attaches it to these bytes.
   alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
   std::size_t sent = 0;
-  bool announce = !areas.own_announced;
+  // The memory's descriptor rides on every marker: whichever process reads the marker (ends may
+  // be shared by forked readers taking turns) can map the memory; a reader that knows it closes
+  // the copy.
   while (sent < marker.size()) {
     iovec iov{marker.data() + sent, marker.size() - sent};
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    if (announce && sent == 0) {
+    if (sent == 0) {
       msg.msg_control = control.data();
       msg.msg_controllen = control.size();
       cmsghdr* c = CMSG_FIRSTHDR(&msg);
@@ -351,7 +352,6 @@ bool connection::send_shared(std::span<const std::byte> body) {
         throw_errno(EPIPE, "send_bytes: the other end of the pipe is closed");
       throw_errno(err, "send_bytes: write failed");
     }
-    if (sent == 0 && announce) areas.own_announced = true;
     sent += static_cast<std::size_t>(written);
   }
   return true;
@@ -616,7 +616,13 @@ std::vector<std::byte> connection::recv_bytes(std::optional<std::size_t> maxleng
                       " bytes exceeds maxlength " + std::to_string(*maxlength) +
                       "; the connection is now unusable");
   }
-  std::vector<std::byte> out(n);
+  std::vector<std::byte> out;
+  try {
+    out.resize(n);
+  } catch (...) {
+    discard(m); // the memory's room would otherwise stay claimed for good
+    throw;
+  }
   recv_message(m, out);
   return out;
 }
@@ -641,7 +647,13 @@ std::size_t connection::recv_bytes_into(std::span<std::byte> buf, std::size_t of
   auto m = recv_header();
   std::size_t n = m.size;
   if (n > buf.size() - offset) {
-    std::vector<std::byte> whole(n);
+    std::vector<std::byte> whole;
+    try {
+      whole.resize(n);
+    } catch (...) {
+      discard(m);
+      throw;
+    }
     recv_message(m, whole);
     throw buffer_too_short_error(
         "recv_bytes_into: a message of " + std::to_string(n) + " bytes does not fit in " +

@@ -7,6 +7,7 @@
 #include <tandem/mp/shared_memory.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -174,13 +175,16 @@ shared_memory shared_memory::create(std::string_view name, std::size_t size,
   auto* base = static_cast<std::byte*>(mem);
   // ftruncate zero-filled the file: the ready flag is 0 until the header is complete.
   auto* h = header_of(base);
-  h->magic = detail::shm_named_magic;
-  h->version = detail::shm_named_version;
+  // The owner first and the magic number last: a reader that sees the magic (the tool deciding
+  // whether a segment is stale) also sees who owns it.
   h->user_size = size;
   h->owner_pid = ::getpid();
   h->owner_uid = ::geteuid();
   h->owner_start_time = own_start_time();
   h->created_boot_ns = boottime_ns();
+  h->version = detail::shm_named_version;
+  std::atomic_ref<std::uint64_t>{h->magic}.store(detail::shm_named_magic,
+                                                 std::memory_order_release);
   h->ready.store(detail::shm_named_ready, std::memory_order_release);
   tandem::detail::futex_wake_all(h->ready, true);
   return shared_memory{std::string{name}, base,         size,         st.st_ino,

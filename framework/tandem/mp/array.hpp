@@ -97,7 +97,8 @@ public:
   static std::shared_ptr<shm_segment> attach_segment(int fd) {
     auto seg = std::make_shared<shm_segment>(shm_segment::attach(fd, array_segment_kind));
     const auto& h = *static_cast<const array_header*>(seg->payload());
-    if (h.item_size != sizeof(T) || h.item_align != alignof(T) ||
+    if (seg->payload_size() < array_items_offset || h.item_size != sizeof(T) ||
+        h.item_align != alignof(T) ||
         h.count > (seg->payload_size() - array_items_offset) / sizeof(T))
       throw bad_message_error("an mp::array argument holds items of " +
                               std::to_string(h.item_size) + " bytes, expected " +

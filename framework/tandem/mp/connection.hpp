@@ -57,11 +57,12 @@
 // file both processes map and sends a small marker record; the receiver copies it out and frees
 // the room. That is one copy each way instead of the kernel's two copies in socket-buffer-sized
 // pieces (1 MiB messages move about three times as fast). The memory (16 MiB of address space
-// per sending end) is made on the first large send and reaches the peer with that message. A
-// sender keeps at most 4 MiB in flight (or one larger message) so that its copies stay in the
-// caches; beyond that it waits for the receiver to free room, as it would wait on a full socket
-// buffer, and a receiver that closes or dies ends the wait with EPIPE. Messages longer than
-// 16 MiB are streamed as usual. A connection made from a descriptor streams everything in
+// per sending end) is made on the first large send; its descriptor rides on every marker, so
+// any process reading the end (forked readers may take turns) can map it. A sender keeps at most
+// 4 MiB in flight (or one larger message) so that its copies stay in the caches; beyond that it
+// waits up to 250 ms for the receiver to free room, then streams the message through the socket
+// (which blocks as a full socket does, and reports a closed reader with EPIPE). Messages longer
+// than 16 MiB are streamed as usual. A connection made from a descriptor streams everything in
 // Python's format unless set_shared_memory_transfers(true) is called on both ends; a Python
 // process could not read an mp::pipe() end (records and markers are tandem's own).
 //
