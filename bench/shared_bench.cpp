@@ -18,6 +18,8 @@
 
 #include "support/process_support.hpp"
 
+#include <tandem/error.hpp>
+
 #include <boost/interprocess/allocators/allocator.hpp>
 #include <boost/interprocess/containers/map.hpp>
 #include <boost/interprocess/managed_shared_memory.hpp>
@@ -47,6 +49,10 @@
 #if __has_include(<tandem/mp/value.hpp>)
 #include <tandem/mp/value.hpp>
 #define TANDEM_BENCH_MP_VALUE 1
+#endif
+#if __has_include(<tandem/mp/manager.hpp>)
+#include <tandem/mp/manager.hpp>
+#define TANDEM_BENCH_MANAGER 1
 #endif
 #if __has_include(<tandem/mp/shared_memory.hpp>)
 #include <tandem/mp/shared_memory.hpp>
@@ -283,5 +289,37 @@ void manager_dict_boost(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * dict_ops);
 }
 BENCHMARK(manager_dict_boost)->Name("manager_dict/boost_map")->UseManualTime();
+
+#ifdef TANDEM_BENCH_MANAGER
+void manager_dict_tandem(benchmark::State& state) {
+  const std::string name = "tandem-bench-manager-" + std::to_string(::getpid());
+  try {
+    tandem::mp::manager::unlink(name);
+  } catch (const tandem::error&) {
+  }
+  {
+    auto m = tandem::mp::manager::create(name);
+    auto d = m.dict<std::int64_t, std::int64_t>("dict");
+    for (auto _ : state) {
+      double s = run_parties(1, [&](int) {
+        // The child attaches by name, as an unrelated process would.
+        auto mine = tandem::mp::manager::attach(name);
+        auto dict = mine.dict<std::int64_t, std::int64_t>("dict");
+        std::int64_t sum = 0;
+        for (std::int64_t i = 0; i < dict_ops; ++i) {
+          dict.set(i % dict_keys, i);
+          sum += dict.get(i % dict_keys);
+        }
+        benchmark::DoNotOptimize(sum);
+      });
+      state.SetIterationTime(s);
+    }
+    static_cast<void>(d.size());
+  }
+  tandem::mp::manager::unlink(name);
+  state.SetItemsProcessed(state.iterations() * dict_ops);
+}
+BENCHMARK(manager_dict_tandem)->Name("manager_dict/tandem")->UseManualTime();
+#endif
 
 } // namespace
