@@ -10,6 +10,7 @@
 
 #include <tandem/error.hpp>
 
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -56,8 +57,24 @@ struct registry {
   arena* default_arena = nullptr;             // guarded by mtx
 };
 
+registry& the_registry();
+
+// fork() while another thread holds the registry's mutex would leave it locked for good in the
+// child: hold it across fork(), and release it on both sides.
+void registry_before_fork() noexcept {
+  the_registry().mtx.lock();
+}
+void registry_after_fork() noexcept {
+  the_registry().mtx.unlock();
+}
+
 registry& the_registry() {
   static registry r;
+  static const bool installed = [] {
+    ::pthread_atfork(registry_before_fork, registry_after_fork, registry_after_fork);
+    return true;
+  }();
+  (void)installed;
   return r;
 }
 

@@ -93,12 +93,17 @@ bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected, 
     auto rc = syscall(SYS_futex_waitv, waiters, 2u, 0u, tsp, CLOCK_MONOTONIC);
     if (rc >= 0) return true;
     if (errno == ETIMEDOUT) return false;
-    if (errno != ENOSYS) return true;
+    // EAGAIN: a word no longer held its expected value; EINTR: a signal. Any other error (ENOSYS
+    // on kernels before 5.16, EPERM or another errno from a seccomp filter) means the call is not
+    // usable here: fall back for good.
+    if (errno == EAGAIN || errno == EINTR) return true;
     waitv_unsupported.store(true, std::memory_order_relaxed);
   }
 #endif
-  // Kernels without futex_waitv: the stop callback wakes the word, and slices of 20 ms bound the
-  // window in which a stop request can land between the caller's check and the sleep.
+  // Without futex_waitv: the stop callback wakes the word, and slices of 20 ms bound the window
+  // in which a stop request can land between the caller's check and the sleep. A slice that ends
+  // before `t` returns true (as a spurious wake-up would): callers that must act at intervals
+  // track the time themselves.
   auto slice_end = timeout::clock::now() + std::chrono::milliseconds(20);
   timeout slice = t.is_forever() || t.deadline() > slice_end ? timeout{slice_end} : t;
   if (!futex_wait(word, expected, slice, shared)) return !deadline_passed(t);

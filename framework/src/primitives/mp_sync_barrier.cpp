@@ -39,9 +39,8 @@ void barrier::notify_all() noexcept {
 
 bool barrier::prune_dead() noexcept {
   bool found = false;
-  auto me = detail::self_pid();
   for (auto& tag : inside_) {
-    if (tag == 0 || detail::tag_pid(tag) == me || detail::process_alive(tag)) continue;
+    if (tag == 0 || detail::process_alive(tag)) continue;
     tag = 0;
     count_.fetch_sub(1, std::memory_order_relaxed);
     found = true;
@@ -50,7 +49,7 @@ bool barrier::prune_dead() noexcept {
   // the previous cycle to drain) would have been parties too.
   for (auto& entry : entering_) {
     auto tag = entry.load(std::memory_order_acquire);
-    if (tag == 0 || detail::tag_pid(tag) == me || detail::process_alive(tag)) continue;
+    if (tag == 0 || detail::process_alive(tag)) continue;
     if (entry.compare_exchange_strong(tag, 0, std::memory_order_acq_rel)) found = true;
   }
   if (!found) return false;
@@ -90,14 +89,21 @@ void barrier::lock_internal() noexcept {
   if (mtx_.lock(forever) == detail::lock_result::owner_died) repair();
 }
 
-void barrier::wait_change(const timeout& t, const std::stop_token* st) noexcept {
+void barrier::wait_change(const timeout& t, const std::stop_token* st,
+                          timeout::time_point& last_check) noexcept {
   auto seq = seq_.load(std::memory_order_relaxed);
   mtx_.unlock();
   auto slice = detail::check_slice(t);
   bool woken = st != nullptr ? tandem::detail::futex_wait(seq_, seq, slice, *st, true)
                              : tandem::detail::futex_wait(seq_, seq, slice, true);
   lock_internal();
-  if (!woken) prune_dead();
+  // A slice's worth of time since the last look, however the wait ended (a polling fallback
+  // never reports a timeout before `t`).
+  auto now = timeout::clock::now();
+  if (!woken || now - last_check >= detail::check_interval) {
+    last_check = now;
+    prune_dead();
+  }
 }
 
 void barrier::reset() noexcept {
@@ -142,6 +148,7 @@ std::optional<std::size_t> barrier::wait_impl(const timeout& t, const std::stop_
     announce(const announce&) = delete;
     announce& operator=(const announce&) = delete;
   } announced{*this};
+  auto last_check = timeout::clock::now();
   lock_internal();
   struct unlock_at_exit {
     detail::robust_word& w;
@@ -151,7 +158,7 @@ std::optional<std::size_t> barrier::wait_impl(const timeout& t, const std::stop_
   // Python's _enter: wait while the previous cycle drains or a reset completes.
   while (state() == state_draining || state() == state_resetting) {
     if (st != nullptr && st->stop_requested()) return std::nullopt;
-    wait_change(forever, st);
+    wait_change(forever, st, last_check);
   }
   if (state() == state_broken)
     throw_broken("the barrier is broken; reset() it before using it again");
@@ -217,7 +224,7 @@ std::optional<std::size_t> barrier::wait_impl(const timeout& t, const std::stop_
       notify_all();
       throw_broken("timed out waiting for the other parties; the barrier is now broken");
     }
-    wait_change(t, st);
+    wait_change(t, st, last_check);
   }
   if (state() == state_broken)
     throw_broken("the barrier was broken (aborted, timed out, a party died, or the action failed) "

@@ -22,7 +22,7 @@ namespace {
 }
 
 bool waiter_alive(std::uint64_t tag) noexcept {
-  return detail::tag_pid(tag) == detail::self_pid() || detail::process_alive(tag);
+  return detail::process_alive(tag); // the calling process by pid and start time, as any other
 }
 
 } // namespace
@@ -70,11 +70,16 @@ bool condition::wait_impl(const timeout& t, const std::stop_token* st) {
   else
     level = recursive()->release_save();
 
+  // Slices of check_interval: a notifier killed between choosing this slot and waking it leaves
+  // the slot chosen without a wake-up, which the next look at the state finds.
   while (s.state.load(std::memory_order_acquire) == slot_waiting) {
     if (st != nullptr && st->stop_requested()) break;
-    bool in_time = st != nullptr ? tandem::detail::futex_wait(s.state, slot_waiting, t, *st, true)
-                                 : tandem::detail::futex_wait(s.state, slot_waiting, t, true);
-    if (!in_time) break;
+    if (!t.is_forever() && t.expired()) break;
+    auto slice = detail::check_slice(t);
+    if (st != nullptr)
+      tandem::detail::futex_wait(s.state, slot_waiting, slice, *st, true);
+    else
+      tandem::detail::futex_wait(s.state, slot_waiting, slice, true);
   }
 
   detail::lock_result r;
@@ -88,7 +93,9 @@ bool condition::wait_impl(const timeout& t, const std::stop_token* st) {
   // will not see it any more once it is free. (Without the lock, for not_recoverable, nobody can
   // hold the lock to notify any more.)
   bool chosen = s.state.load(std::memory_order_relaxed) == slot_chosen;
-  free_slot(s);
+  // Not recoverable: the lock is not held and never will be; the slot stays as it is (freeing it
+  // would race with the other waiters that leave now).
+  if (r != detail::lock_result::not_recoverable) free_slot(s);
   switch (r) {
     case detail::lock_result::acquired:
     case detail::lock_result::timed_out:
@@ -123,6 +130,7 @@ void condition::notify(std::size_t n) {
     // The waiter cannot free its slot before it re-acquires the lock, which we hold.
     oldest->state.store(slot_chosen, std::memory_order_release);
     --waiting_;
+    detail::at_fault_point(detail::fault_point::condition_waiter_chosen);
     tandem::detail::futex_wake(oldest->state, 1, true);
     --n;
   }

@@ -23,11 +23,15 @@ namespace {
 // The fork generation: bumped in every fork() child, so that per-thread caches notice that the
 // pid and tid they hold belong to the parent.
 std::atomic<std::uint32_t> fork_generation{1};
-// The cached tag of this process (0: not computed in this generation yet).
+// The cached tag of this process (0: not computed in this generation yet, or only a pid-only tag
+// could be computed so far).
 std::atomic<std::uint64_t> cached_tag{0};
+// The cached pid of this process (0: not read in this generation yet).
+std::atomic<std::int32_t> cached_pid{0};
 
 void on_fork_child() noexcept {
   cached_tag.store(0, std::memory_order_relaxed);
+  cached_pid.store(0, std::memory_order_relaxed);
   fork_generation.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -45,40 +49,73 @@ struct proc_stat {
   unsigned long long start = 0;
 };
 
-// Reads the state and start time of `pid` from /proc; false when there is no such process.
-bool read_stat(pid_t pid, proc_stat& out) noexcept {
-  char path[48];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+// What reading /proc/<pid>/stat found.
+enum class stat_result {
+  found,   // `out` is filled in
+  gone,    // no such process (ENOENT, ESRCH)
+  unknown, // anything else (EMFILE, EACCES, an unreadable line...): no answer either way
+};
+
+// Reads a state and start time from the /proc stat file at `path`.
+stat_result read_stat_file(const char* path, proc_stat& out) noexcept {
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
+  if (fd < 0) return errno == ENOENT || errno == ESRCH ? stat_result::gone : stat_result::unknown;
   char buf[1024];
   ssize_t n;
   do {
     n = ::read(fd, buf, sizeof buf - 1);
   } while (n < 0 && errno == EINTR);
+  int err = errno;
   ::close(fd);
-  if (n <= 0) return false;
+  if (n < 0) return err == ESRCH ? stat_result::gone : stat_result::unknown;
+  if (n == 0) return stat_result::unknown;
   buf[n] = '\0';
   // The command name (field 2) may contain spaces and parentheses: parse after the last ')'.
   const char* p = std::strrchr(buf, ')');
-  if (p == nullptr || p[1] != ' ') return false;
+  if (p == nullptr || p[1] != ' ') return stat_result::unknown;
   p += 2;
   out.state = *p;
   // Fields 3 (state) to 22 (starttime): skip 19 separators.
   for (int field = 3; field < 22; ++field) {
     p = std::strchr(p, ' ');
-    if (p == nullptr) return false;
+    if (p == nullptr) return stat_result::unknown;
     ++p;
   }
   out.start = std::strtoull(p, nullptr, 10);
-  return true;
+  return stat_result::found;
 }
 
-std::uint64_t compute_self_tag() noexcept {
+// Reads the state and start time of `pid` from /proc.
+stat_result read_stat(pid_t pid, proc_stat& out) noexcept {
+  char path[48];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  return read_stat_file(path, out);
+}
+
+// The start time as a tag stores it: its low 32 bits, never 0 (0 means "unknown").
+std::uint32_t start_bits(unsigned long long start) noexcept {
+  auto bits = static_cast<std::uint32_t>(start);
+  return bits == 0 ? 1u : bits;
+}
+
+// True when this process can read /proc (it may be missing in a minimal container). Without it,
+// liveness rests on kill(pid, 0) alone: a zombie and a reused pid then count as alive, which
+// delays a takeover but never takes a lock from a live holder. access() needs no descriptor, so
+// running out of them does not make /proc look missing.
+bool proc_available() noexcept {
+  static const bool available = ::access("/proc/self/stat", R_OK) == 0;
+  return available;
+}
+
+// This process's tag; `final` is false when the start time could not be read although /proc is
+// there (EMFILE...): the pid-only tag must not be cached then.
+std::uint64_t compute_self_tag(bool& final) noexcept {
   auto pid = static_cast<std::uint32_t>(::getpid());
   proc_stat st;
   std::uint32_t start = 0;
-  if (read_stat(static_cast<pid_t>(pid), st)) start = static_cast<std::uint32_t>(st.start);
+  // /proc/self names this process even when /proc belongs to another pid namespace.
+  if (read_stat_file("/proc/self/stat", st) == stat_result::found) start = start_bits(st.start);
+  final = start != 0 || !proc_available();
   return (static_cast<std::uint64_t>(pid) << 32) | start;
 }
 
@@ -96,13 +133,19 @@ std::uint64_t self_tag() noexcept {
   auto tag = cached_tag.load(std::memory_order_relaxed);
   if (tag != 0) return tag;
   register_fork_handler();
-  tag = compute_self_tag();
-  cached_tag.store(tag, std::memory_order_relaxed);
+  bool final = false;
+  tag = compute_self_tag(final);
+  if (final) cached_tag.store(tag, std::memory_order_relaxed);
   return tag;
 }
 
 pid_t self_pid() noexcept {
-  return tag_pid(self_tag());
+  auto pid = cached_pid.load(std::memory_order_relaxed);
+  if (pid != 0) return pid;
+  register_fork_handler();
+  pid = ::getpid();
+  cached_pid.store(pid, std::memory_order_relaxed);
+  return pid;
 }
 
 pid_t self_tid() noexcept {
@@ -119,14 +162,6 @@ pid_t self_tid() noexcept {
 
 namespace {
 
-// True when this process can read /proc (it may be missing in a minimal container). Without it,
-// liveness rests on kill(pid, 0) alone: a zombie and a reused pid then count as alive, which
-// delays a takeover but never takes a lock from a live holder.
-bool proc_available() noexcept {
-  static const bool available = ::access("/proc/self/stat", R_OK) == 0;
-  return available;
-}
-
 bool is_dead_state(char state) noexcept {
   return state == 'Z' || state == 'X' || state == 'x';
 }
@@ -135,7 +170,8 @@ bool is_dead_state(char state) noexcept {
 
 namespace {
 
-// kill(pid, 0): false when no process has the pid; `foreign` when it belongs to another user.
+// kill(pid, 0): false only when no process has the pid (ESRCH); any other failure leaves it
+// existing, and EPERM marks it `foreign` (another user's: /proc may hide it, hidepid=2).
 bool pid_exists(pid_t pid, bool& foreign) noexcept {
   foreign = false;
   if (::kill(pid, 0) == 0) return true;
@@ -152,21 +188,37 @@ bool pid_alive(pid_t pid) noexcept {
   bool foreign = false;
   if (!pid_exists(pid, foreign)) return false;
   proc_stat st;
-  // Another user's process may be hidden in /proc (hidepid): it exists, so it counts as alive.
-  if (!read_stat(pid, st)) return foreign || !proc_available();
+  // Only a definite answer from /proc counts: a process hidden by hidepid, or one that /proc
+  // cannot be asked about right now (EMFILE...), exists, so it counts as alive.
+  switch (read_stat(pid, st)) {
+    case stat_result::gone:
+      return foreign; // hidden from this user, or exited since kill()
+    case stat_result::unknown:
+      return true;
+    case stat_result::found:
+      break;
+  }
   return !is_dead_state(st.state);
 }
 
 bool process_alive(std::uint64_t tag) noexcept {
   auto pid = tag_pid(tag);
   if (pid <= 0) return false;
-  if (tag == self_tag()) return true;
+  if (is_self(tag)) return true;
   bool foreign = false;
   if (!pid_exists(pid, foreign)) return false;
   proc_stat st;
-  if (!read_stat(pid, st)) return foreign || !proc_available();
+  switch (read_stat(pid, st)) {
+    case stat_result::gone:
+      return foreign; // hidden from this user, or exited since kill()
+    case stat_result::unknown:
+      return true;
+    case stat_result::found:
+      break;
+  }
   if (is_dead_state(st.state)) return false;
-  return static_cast<std::uint32_t>(st.start) == static_cast<std::uint32_t>(tag);
+  // A pid-only tag cannot tell its process from a later one with the same pid: alive.
+  return tag_start(tag) == 0 || start_bits(st.start) == tag_start(tag);
 }
 
 std::uint64_t image_cookie() noexcept {
@@ -184,11 +236,14 @@ timeout check_slice(const timeout& t) noexcept {
 
 bool robust_word::holder_dead(std::uint32_t seen) const noexcept {
   auto pid = static_cast<pid_t>(seen & pid_mask);
-  if (pid == self_pid()) return false;
   auto tag = holder_.load(std::memory_order_acquire);
-  // A tag of another pid (or none) means the holder has not published its own yet: only the pid
-  // can be checked then. The start time guards against a reused pid once it is published.
+  // A published tag is compared in full (pid and start time), also against this process: a
+  // holder that died with the pid this process reuses is dead.
   if (tag_pid(tag) == pid) return !process_alive(tag);
+  // A tag of another pid (or none) means the holder has not published its own yet: only the pid
+  // can be checked then (see the file comment). With this process's pid it is one of its own
+  // threads between taking the word and publishing.
+  if (pid == self_pid()) return false;
   return !pid_alive(pid);
 }
 
@@ -235,6 +290,17 @@ lock_result robust_word::lock(const timeout& t, const std::stop_token* st) noexc
     }
     tandem::detail::cpu_relax();
   }
+  // When the last liveness check ran (or the wait began); and whether this thread slept, so that
+  // it may have consumed a wake-up meant for a locker.
+  auto last_check = timeout::clock::now();
+  bool slept = false;
+  // Leaving without the word after a sleep: an unlock's single wake-up may have been ours; pass it
+  // on when the word is free.
+  auto leave = [this, &slept]() noexcept {
+    if (slept && word_.load(std::memory_order_acquire) == 0)
+      tandem::detail::futex_wake(word_, 1, true);
+    return lock_result::timed_out;
+  };
   for (;;) {
     auto v = word_.load(std::memory_order_acquire);
     if (v == not_recoverable_value) return lock_result::not_recoverable;
@@ -253,19 +319,24 @@ lock_result robust_word::lock(const timeout& t, const std::stop_token* st) noexc
         continue;
       v |= waiters_bit;
     }
-    if (st != nullptr && st->stop_requested()) return lock_result::timed_out;
+    if (st != nullptr && st->stop_requested()) return leave();
     if (!t.is_forever() && t.expired()) {
       // The deadline passed: one last look for a dead holder, as a try would.
       if (holder_dead(v) && take_over(v)) return lock_result::owner_died;
-      return lock_result::timed_out;
+      return leave();
     }
     auto slice = check_slice(t);
     bool woken = st != nullptr ? tandem::detail::futex_wait(word_, v, slice, *st, true)
                                : tandem::detail::futex_wait(word_, v, slice, true);
-    if (!woken) {
-      // A whole slice without a wake-up: is the holder still there?
-      auto now = word_.load(std::memory_order_acquire);
-      if (now == v && holder_dead(v) && take_over(v)) return lock_result::owner_died;
+    slept = true;
+    // A slice's worth of time since the last check (however the wait ended: a polling fallback
+    // reports no timeouts): is the holder still there?
+    auto now = timeout::clock::now();
+    if (!woken || now - last_check >= check_interval) {
+      last_check = now;
+      auto cur = word_.load(std::memory_order_acquire);
+      if (cur != 0 && cur != not_recoverable_value && holder_dead(cur) && take_over(cur))
+        return lock_result::owner_died;
     }
   }
 }

@@ -189,7 +189,10 @@ private:
   void repair() noexcept;
   // Requires mtx_: releases it, sleeps until a state change, `t` or one check interval, takes it
   // back, and breaks the barrier if a party inside died.
-  void wait_change(const timeout& t, const std::stop_token* st) noexcept;
+  // `last_check`: when dead parties were last looked for; updated when they are looked for again
+  // (every check_interval, however the wait ends).
+  void wait_change(const timeout& t, const std::stop_token* st,
+                   timeout::time_point& last_check) noexcept;
   // Requires mtx_: forgets dead parties; true when there were some.
   bool prune_dead() noexcept;
   // Requires mtx_: the last party left a draining barrier.

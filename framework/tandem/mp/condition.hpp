@@ -33,6 +33,9 @@
 //     waiters are slots in the condition (no futex-based condition variable whose internal state
 //     a dead waiter could leave half-changed), and notify skips and frees the slots of dead
 //     processes, so a notify is never wasted on a dead waiter.
+//   - A notifier killed after choosing a waiter but before waking it does not strand the waiter:
+//     waiters look at their slot at least every detail::check_interval (100 ms), then
+//     re-acquire the lock (and get owner_died_error from the dead notifier).
 //   - At most max_waiters threads (all processes together) may wait at once; one more wait()
 //     throws usage_error after freeing the slots of dead waiters.
 //

@@ -162,7 +162,10 @@ public:
 
   /// True when the calling thread owns the rlock.
   bool is_owned() const noexcept {
-    return owner_.load(std::memory_order_relaxed) == detail::self_thread_key();
+    // The key alone could match a thread of a dead owner whose pid this process reuses (its main
+    // thread's tid is its pid): the word must name this process by its full tag too.
+    return owner_.load(std::memory_order_relaxed) == detail::self_thread_key() &&
+           word_.held_by_self();
   }
 
   /// The calling thread's recursion level; 0 when it does not own the rlock.

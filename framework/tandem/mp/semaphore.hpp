@@ -24,7 +24,10 @@
 //   - a unit should be released by the process that acquired it: a release by a process that
 //     holds no unit still adds units but frees no holding, so the acquirer's unit would come back
 //     a second time when it dies (never past the bound of a bounded_semaphore, nor past max());
-//   - units taken by processes beyond the table's capacity are not tracked (lost on death, as by
+//   - an entry of the table belongs to a process while it holds units: a release that brings its
+//     units to 0 frees the entry, and a process that finds the table full first frees the
+//     entries of dead processes (giving their units back); units taken while
+//     max_tracked_processes live processes hold units are not tracked (lost on death, as by
 //     default);
 //   - the count and the table change together under an internal robust lock with an undo record,
 //     so a process killed in the middle of an acquire or release neither loses nor duplicates a
@@ -218,8 +221,14 @@ private:
   bool tracked_take() noexcept;
   bool tracked_release(std::size_t n, std::uint32_t limit) noexcept;
   bool reclaim_dead() noexcept;
+  std::uint32_t reclaim_locked() noexcept; // requires mtx_; returns the units given back
   void lock_table() noexcept;
-  holding* my_holding() noexcept; // requires mtx_; null when the table is full of live processes
+  void undo_dead_change() noexcept;         // requires mtx_, taken over from a dead holder
+  void repair_dead_table_holder() noexcept; // takes mtx_ over when its holder died, and undoes
+  holding* find_holding() noexcept;         // requires mtx_; null when the table is full
+  // Requires mtx_; when the table is full, frees the entries of dead processes first (adding the
+  // units given back to `returned`); null when it is full of live processes.
+  holding* my_holding(std::uint32_t& returned) noexcept;
   void begin_change(std::size_t index) noexcept;
   void end_change() noexcept { undo_.active.store(0, std::memory_order_release); }
 

@@ -111,9 +111,14 @@ public:
   arena_handle() noexcept = default;
 
   /// Builds a T from `args` in the default arena. Throws segment_error when the arena cannot be
-  /// made or is full, and whatever T's constructor throws.
+  /// made or is full, and whatever T's constructor throws. Objects are 16-byte aligned: a T with
+  /// a stricter alignment does not compile.
   template <class... Args>
   static arena_handle make(Args&&... args) {
+    static_assert(alignof(T) <= 16,
+                  "tandem::mp: objects in the arena of synchronization primitives are aligned to "
+                  "16 bytes; a type with a stricter alignment (alignas(32) or more) cannot live "
+                  "there: wrap it in a type of alignment 16 or less, or use mp::shared_memory");
     auto& a = arena::default_arena();
     auto offset = a.allocate(sizeof(T), arena_type_key<T>());
     try {
