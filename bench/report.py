@@ -31,6 +31,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def ratio_text(t):
+    """A target ratio as the issues write it: 1.0, 1.5, 0.25."""
+    text = f"{t:.2f}"
+    return text[:-1] if text.endswith("0") else text
+
+
 @dataclass(frozen=True)
 class Pair:
     key: str  # benchmark names are <key>/tandem and <key>/<baseline>
@@ -267,9 +273,9 @@ class Row:
         """How far a missed target is off, as a sentence fragment."""
         t, r = self.pair.target, self.ratio
         if self.pair.metric == "time":
-            return (f"{r:.3g}x the baseline's time, target <= {t:.1f}x "
+            return (f"{r:.3g}x the baseline's time, target <= {ratio_text(t)}x "
                     f"({(r / t - 1) * 100:.0f}% over)")
-        return (f"{r:.3g}x the baseline's throughput, target >= {t:.1f}x "
+        return (f"{r:.3g}x the baseline's throughput, target >= {ratio_text(t)}x "
                 f"({(1 - r / t) * 100:.0f}% short, {t / r:.3g}x too slow)")
 
 
@@ -305,9 +311,9 @@ def fmt_target(pair):
     if pair.target is None:
         return "report only"
     op = "<=" if pair.metric == "time" else ">="
-    text = f"{op} {pair.target:.1f}x"
+    text = f"{op} {ratio_text(pair.target)}x"
     if pair.stretch is not None:
-        text += f" (stretch {pair.stretch:.1f}x)"
+        text += f" (stretch {ratio_text(pair.stretch)}x)"
     return text
 
 
