@@ -15,7 +15,7 @@
 //   d[k] = v; d[k]; d.get(k, 0)                 d.set(k, v); d.get(k); d.get(k, 0);
 //   d.setdefault(k, 0); d.pop(k); d.items()     d.setdefault(k, 0); d.pop(k); d.items();
 //   l.append(x); l.pop(0); l[1:3]; l.sort()     l.append(x); l.pop(0); l.slice(1, 3); l.sort();
-//   KeyError, IndexError                        tandem::value_error (says which)
+//   KeyError, IndexError                        tandem::key_error, tandem::index_error
 
 #include <tandem/error.hpp>
 #include <tandem/mp/manager.hpp>
@@ -73,7 +73,7 @@ int worker(const std::string& name, const std::string& me) {
     std::string job;
     try {
       job = jobs.pop(0);
-    } catch (const tandem::value_error&) { // Python's IndexError: the list is empty
+    } catch (const tandem::index_error&) { // the list is empty
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds{5}); // the "work": lets others take turns
@@ -132,11 +132,11 @@ int main(int argc, char** argv) {
   for (const auto& t : texts) right &= counts.get(t, -1) == static_cast<std::int64_t>(words(t));
   example::check(right, "every count is right");
 
-  std::printf("\nPython's errors, as value_error:\n");
+  std::printf("\nPython's errors: key_error and index_error (both value_errors):\n");
   try {
     counts.get("no such job");
     example::check(false, "a missing key throws");
-  } catch (const tandem::value_error& e) {
+  } catch (const tandem::key_error& e) {
     std::printf("  counts.get(missing): %s\n", e.what());
   }
   jobs.extend(std::vector<std::string>{"delta", "alpha", "charlie", "bravo"});
@@ -147,7 +147,7 @@ int main(int argc, char** argv) {
   try {
     jobs.get(10);
     example::check(false, "an index out of range throws");
-  } catch (const tandem::value_error& e) {
+  } catch (const tandem::index_error& e) {
     std::printf("  jobs.get(10): %s\n", e.what());
   }
 

@@ -96,12 +96,26 @@ TANDEM_DEFINE_ERROR(bad_message_error, bad_message);
 
 #undef TANDEM_DEFINE_ERROR
 
+/// Python's KeyError: a key that is not in a shared dict. A value_error (its code() is
+/// errc::value), so code that catches value_error keeps working.
+class key_error : public value_error {
+public:
+  using value_error::value_error;
+};
+
+/// Python's IndexError: an index out of range (mp::array, mp::shareable_list, a manager's list).
+/// A value_error (its code() is errc::value), as key_error.
+class index_error : public value_error {
+public:
+  using value_error::value_error;
+};
+
 /// A received message did not fit the buffer given to recv_bytes_into. The whole message is kept
 /// here, so nothing is lost.
 class buffer_too_short_error : public error {
 public:
   buffer_too_short_error(const std::string& what, std::vector<std::byte> message)
-    : error(errc::buffer_too_short, what), message_(std::move(message)) {}
+      : error(errc::buffer_too_short, what), message_(std::move(message)) {}
 
   /// The complete message that did not fit.
   const std::vector<std::byte>& message() const noexcept { return message_; }
@@ -116,7 +130,7 @@ private:
 class segment_error : public error {
 public:
   segment_error(int errno_value, const std::string& what)
-    : error(errc::segment, what), errno_value_(errno_value) {}
+      : error(errc::segment, what), errno_value_(errno_value) {}
 
   /// The errno this error carries.
   int errno_value() const noexcept { return errno_value_; }

@@ -55,6 +55,25 @@ struct fixture {
 
 TEST_SUITE("manager dict") {
 
+  TEST_CASE_FIXTURE(fixture, "missing keys are key_error and bad list indices are index_error") {
+    auto d = m.dict<std::string, std::int64_t>("errors");
+    auto l = m.list<std::int64_t>("errors-list");
+    d.set("present", 1);
+    CHECK_THROWS_AS(d.get("absent"), tandem::key_error);
+    CHECK_THROWS_AS(d.erase("absent"), tandem::key_error);
+    CHECK_THROWS_AS(d.pop("absent"), tandem::key_error);
+    d.clear();
+    CHECK_THROWS_AS(d.popitem(), tandem::key_error);
+    CHECK_THROWS_AS(l.get(0), tandem::index_error);
+    CHECK_THROWS_AS(l.pop(), tandem::index_error);
+    l.append(5);
+    CHECK_THROWS_AS(l.set(3, 1), tandem::index_error);
+    CHECK_THROWS_AS(l.index(7), tandem::value_error); // Python's ValueError, not IndexError
+    // Both are value_errors, so code that catches value_error still does.
+    CHECK_THROWS_AS(d.get("absent"), tandem::value_error);
+    CHECK_THROWS_AS(l.get(9), tandem::value_error);
+  }
+
   TEST_CASE_FIXTURE(fixture, "the multiprocessing dict case holds") {
     // _test_multiprocessing.test_dict: d[i] = chr(i) for i in range(65, 70).
     auto sut = m.dict<std::int64_t, std::string>("d");

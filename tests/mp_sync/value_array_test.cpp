@@ -189,9 +189,10 @@ TEST_SUITE("mp value and array") {
     CHECK(xs.get(-3) == 10);
     xs.set(-2, 21);
     CHECK(xs.get(1) == 21);
-    CHECK_THROWS_AS(xs.get(3), tandem::value_error);
-    CHECK_THROWS_AS(xs.get(-4), tandem::value_error);
-    CHECK_THROWS_AS(xs.set(3, 0), tandem::value_error);
+    CHECK_THROWS_AS(xs.get(3), tandem::index_error);
+    CHECK_THROWS_AS(xs.get(-4), tandem::index_error);
+    CHECK_THROWS_AS(xs.set(3, 0), tandem::index_error);
+    CHECK_THROWS_AS(xs.get(3), tandem::value_error); // an index_error is a value_error
     CHECK(xs.to_vector() == std::vector<int>{10, 21, 30});
   }
 

@@ -49,9 +49,9 @@ TEST_SUITE("shareable_list") {
     CHECK(sut[0] == 1);
     CHECK(sut[-1] == 42);
     CHECK(sut[-6] == 1);
-    CHECK_THROWS_AS((void)sut.get(6), tandem::value_error);
-    CHECK_THROWS_AS((void)sut.get(-7), tandem::value_error);
-    CHECK_THROWS_AS(sut[6] = 2, tandem::value_error);
+    CHECK_THROWS_AS((void)sut.get(6), tandem::index_error);
+    CHECK_THROWS_AS((void)sut.get(-7), tandem::index_error);
+    CHECK_THROWS_AS(sut[6] = 2, tandem::index_error);
     CHECK(sut.count(42) == 2);
     CHECK(sut.count(7) == 0);
     CHECK(sut.index(100) == 3);

@@ -1165,7 +1165,7 @@ u64 list_len(const list_array_view& v) {
 }
 
 [[noreturn]] void throw_index(std::int64_t index, u64 len) {
-  throw value_error("list index " + std::to_string(index) + " is out of range for a list of " +
+  throw index_error("list index " + std::to_string(index) + " is out of range for a list of " +
                     std::to_string(len) + " elements (Python's IndexError)");
 }
 
@@ -1261,7 +1261,7 @@ void manager_list::pop(std::int64_t index, manager_value_fn fn, void* ctx) {
   auto& st = *state_;
   auto cur = list_array_at(s, st.array.load(std::memory_order_relaxed));
   u64 len = list_len(cur);
-  if (len == 0) throw value_error("pop from an empty list (Python's IndexError)");
+  if (len == 0) throw index_error("pop from an empty list (Python's IndexError)");
   u64 i = element_index(index, len);
   fn(ctx, element_at(s, cur.slots[i].load(std::memory_order_relaxed)));
   pop_locked(s, st, cur, len, i);

@@ -18,7 +18,8 @@
 // child receives the file's descriptor; a fork child inherits the mapping.
 //
 // Indexing and slicing follow Python: get(i), set(i, x) accept -size() <= i < size() (negative
-// counts from the end) and throw value_error (Python's IndexError) otherwise, changing nothing;
+// counts from the end) and throw index_error (Python's IndexError, a value_error) otherwise,
+// changing nothing;
 // slice(start, stop) clamps both ends as Python's a[start:stop]; set_slice(start, values)
 // replaces values.size() items from start and throws value_error, changing nothing, when they
 // do not fit (an Array cannot change its length, as in Python).
@@ -131,7 +132,7 @@ protected:
     auto n = static_cast<std::ptrdiff_t>(count_);
     std::ptrdiff_t p = i < 0 ? i + n : i;
     if (p < 0 || p >= n)
-      throw value_error("mp::array index " + std::to_string(i) + " is out of range for " +
+      throw index_error("mp::array index " + std::to_string(i) + " is out of range for " +
                         std::to_string(count_) + " items");
     return static_cast<std::size_t>(p);
   }

@@ -31,7 +31,8 @@
 //   value rounded up to 8 (at least 8); Python gives each slot the size of its initial value.
 //   Writing a string longer than capacity() throws value_error ("exceeds available storage",
 //   as Python) and leaves the slot unchanged. Strings are bytes: no encoding, NULs allowed.
-// - An index out of range throws value_error (tandem has no IndexError); negative indices count
+// - An index out of range throws index_error (Python's IndexError; a value_error); negative indices
+// count
 //   from the end as in Python. index() of a missing value throws value_error as in Python.
 // - The segment outlives the list handle as any mp::shared_memory does: unlink it through shm().
 //
@@ -353,7 +354,7 @@ private:
     auto n = static_cast<difference_type>(length_);
     difference_type j = i < 0 ? i + n : i;
     if (j < 0 || j >= n)
-      throw value_error("shareable_list index " + std::to_string(i) + " is out of range for " +
+      throw index_error("shareable_list index " + std::to_string(i) + " is out of range for " +
                         std::to_string(length_) + " items");
     return static_cast<std::size_t>(j);
   }

@@ -31,10 +31,10 @@
 // dict and simply calls again. Exactly one call is told about each death; repairs() counts them.
 //
 // Errors (Python's in brackets): a missing key in get(key), erase, pop(key) [KeyError] and
-// popitem on an empty dict throw value_error naming the key; segment_error (ENOSPC) when the
-// manager's segment is full (the dict is then unchanged); value_error when a key or value cannot
-// be serialized or is larger than 4 GiB; bad_message_error when stored bytes do not decode as
-// the requested type (damaged memory; type mismatches are refused earlier, by the manager).
+// popitem on an empty dict throw key_error (a value_error) naming the key; segment_error (ENOSPC)
+// when the manager's segment is full (the dict is then unchanged); value_error when a key or value
+// cannot be serialized or is larger than 4 GiB; bad_message_error when stored bytes do not decode
+// as the requested type (damaged memory; type mismatches are refused earlier, by the manager).
 //
 // Thread- and process-safety: every member may be called concurrently from any thread of any
 // process. A handle is a cheap reference: copies refer to the same dict, and the mapping stays
@@ -86,8 +86,8 @@ public:
 
   // -- lookups --------------------------------------------------------------------------------
 
-  /// Python's `d[key]`: the value of `key`. Throws value_error (Python's KeyError) when `key` is
-  /// missing.
+  /// Python's `d[key]`: the value of `key`. Throws key_error (Python's KeyError; a value_error)
+  /// when `key` is missing.
   V get(const K& key) const {
     if (auto v = find(key)) return std::move(*v);
     throw_missing(key);
@@ -181,13 +181,13 @@ public:
 
   void update(std::initializer_list<value_type> pairs) { update(std::vector<value_type>(pairs)); }
 
-  /// Python's `del d[key]`. Throws value_error (KeyError) when `key` is missing.
+  /// Python's `del d[key]`. Throws key_error (KeyError) when `key` is missing.
   void erase(const K& key) {
     key_bytes k{key};
     if (!map_.erase(k.bytes())) throw_missing(key);
   }
 
-  /// Python's `d.pop(key)`: removes `key` and returns its value. Throws value_error (KeyError)
+  /// Python's `d.pop(key)`: removes `key` and returns its value. Throws key_error (KeyError)
   /// when `key` is missing.
   V pop(const K& key) {
     if (auto v = pop_optional(key)) return std::move(*v);
@@ -202,7 +202,7 @@ public:
   }
 
   /// Python's `d.popitem()`: removes and returns the last inserted item. Throws value_error
-  /// (KeyError) when the dict is empty.
+  /// (key_error, Python's KeyError) when the dict is empty.
   value_type popitem() {
     std::optional<value_type> out;
     if (!map_.popitem(
@@ -211,7 +211,7 @@ public:
                   detail::manager_decode<K, true>(k), detail::manager_decode<V, false>(v));
             },
             &out))
-      throw value_error("popitem(): the dict is empty");
+      throw key_error("popitem(): the dict is empty");
     return std::move(*out);
   }
 
@@ -258,8 +258,8 @@ private:
   }
 
   [[noreturn]] void throw_missing(const K& key) const {
-    throw value_error("key " + detail::manager_key_repr(key) + " is not in dict \"" + name_ +
-                      "\" (Python's KeyError); check contains(key), or use get(key, default)");
+    throw key_error("key " + detail::manager_key_repr(key) + " is not in dict \"" + name_ +
+                    "\" (Python's KeyError); check contains(key), or use get(key, default)");
   }
 
   detail::manager_map map_;

@@ -22,10 +22,10 @@
 // throws owner_died_error without doing its own work (call it again); repairs() counts them.
 //
 // Errors (Python's in brackets): an index out of range in get, set and pop, and pop on an empty
-// list throw value_error [IndexError]; index and remove of a missing element throw value_error
-// [ValueError]; slice with step 0 throws value_error; segment_error (ENOSPC) when the segment is
-// full (the list is then unchanged). Comparisons run under the list's mutex: one that throws
-// leaves the list unchanged.
+// list throw index_error (a value_error) [IndexError]; index and remove of a missing element throw
+// value_error [ValueError]; slice with step 0 throws value_error; segment_error (ENOSPC) when the
+// segment is full (the list is then unchanged). Comparisons run under the list's mutex: one that
+// throws leaves the list unchanged.
 //
 // Thread- and process-safety: every member may be called concurrently from any thread of any
 // process; a handle is a cheap reference (copies refer to the same list).
@@ -71,7 +71,7 @@ public:
   size_type size() const { return core_.size(); }
   bool empty() const { return size() == 0; }
 
-  /// Python's `l[index]`. Throws value_error (IndexError) when out of range.
+  /// Python's `l[index]`. Throws index_error (IndexError) when out of range.
   T get(std::int64_t index) const {
     std::optional<T> out;
     core_.get(index, &store, &out);
@@ -137,13 +137,13 @@ public:
     core_.insert(index, raw);
   }
 
-  /// Python's `l[index] = x`. Throws value_error (IndexError) when out of range.
+  /// Python's `l[index] = x`. Throws index_error (IndexError) when out of range.
   void set(std::int64_t index, const T& x) {
     element_bytes e{x};
     core_.set(index, e.bytes());
   }
 
-  /// Python's `l.pop(index)` (the last element by default). Throws value_error (IndexError)
+  /// Python's `l.pop(index)` (the last element by default). Throws index_error (IndexError)
   /// when the list is empty or `index` is out of range.
   T pop(std::int64_t index = -1) {
     std::optional<T> out;
