@@ -12,14 +12,17 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 using namespace tandem::test::manager;
+using namespace std::chrono_literals;
 using tandem::mp::manager;
 using tandem::mp::manager_options;
 
@@ -70,6 +73,44 @@ TEST_SUITE("manager segment") {
     CHECK(sut.creator_pid() == ::getpid());
     manager::unlink(n.name);
     CHECK_FALSE(shm_exists(n.name));
+  }
+
+  TEST_CASE("a creator killed by SIGKILL has its manager removed by its tracker") {
+    tandem::test::watchdog guard{20s};
+    for (bool track : {true, false}) {
+      CAPTURE(track);
+      scoped_name n{"tracked"};
+      int ready[2];
+      REQUIRE(::pipe(ready) == 0);
+      pid_t creator = fork_child([&] {
+        ::close(ready[0]);
+        auto m = manager::create(n.name, tandem::mp::manager_options{.track = track});
+        m.dict<std::int64_t, std::int64_t>("d").set(1, 2);
+        char c = 1;
+        if (::write(ready[1], &c, 1) != 1) return 2;
+        for (;;) ::pause();
+      });
+      child_guard g{creator};
+      ::close(ready[1]);
+      char c = 0;
+      REQUIRE(::read(ready[0], &c, 1) == 1);
+      ::close(ready[0]);
+      {
+        // A process that only attaches never removes the segment.
+        pid_t reader = fork_child([&] {
+          auto m = manager::attach(n.name);
+          return m.dict<std::int64_t, std::int64_t>("d").get(1) == 2 ? 0 : 1;
+        });
+        REQUIRE(wait_child(reader) == 0);
+      }
+      CHECK(shm_exists(n.name));
+      ::kill(creator, SIGKILL);
+      CHECK(g.wait() == 1000 + SIGKILL);
+      auto deadline = std::chrono::steady_clock::now() + 5s;
+      while (shm_exists(n.name) && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(10ms);
+      CHECK(shm_exists(n.name) == !track);
+    }
   }
 
   TEST_CASE("create refuses an existing name with EEXIST and leaves it intact") {

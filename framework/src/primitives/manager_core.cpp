@@ -50,6 +50,7 @@
 #include <tandem/detail/futex.hpp>
 #include <tandem/error.hpp>
 #include <tandem/mp/detail/manager_core.hpp>
+#include <tandem/mp/detail/shm_tracker.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -1614,6 +1615,9 @@ std::shared_ptr<manager_core> manager_core::create(std::string_view name,
                       " bytes is above the limit of 64 TiB; ask for less");
   std::size_t reserved = std::max(initial, round_page(options.max_size));
   std::string path = slash_name(name);
+  // The tracker starts before the name exists, so no fork falls between creating the name and
+  // registering it.
+  if (options.track) shm_tracker_start();
   // O_EXCL: never adopt an existing segment. glibc adds O_NOFOLLOW and O_CLOEXEC.
   int fd = ::shm_open(path.c_str(), O_RDWR | O_CREAT | O_EXCL, S_IRUSR | S_IWUSR);
   if (fd < 0) {
@@ -1624,11 +1628,26 @@ std::shared_ptr<manager_core> manager_core::create(std::string_view name,
                              "name, or unlink it");
     throw_segment(err, "cannot create manager " + quoted(name) + " (shm_open)");
   }
+  struct stat st {};
+  bool registered = false;
   auto fail = [&](int err, const std::string& what) {
+    if (registered)
+      shm_tracker_unregister(name, static_cast<std::uint64_t>(st.st_ino),
+                             static_cast<std::uint64_t>(st.st_dev));
     ::shm_unlink(path.c_str());
     ::close(fd);
     throw_segment(err, "cannot create manager " + quoted(name) + ": " + what);
   };
+  if (::fstat(fd, &st) != 0) fail(errno, "fstat failed");
+  if (options.track) {
+    try {
+      shm_tracker_register(name, static_cast<std::uint64_t>(st.st_ino),
+                           static_cast<std::uint64_t>(st.st_dev));
+      registered = true;
+    } catch (const segment_error& e) {
+      fail(e.errno_value(), e.what());
+    }
+  }
   // The umask may have taken bits from the mode, never added any; set exactly 0600 anyway.
   if (::fchmod(fd, S_IRUSR | S_IWUSR) != 0) fail(errno, "fchmod failed");
   if (::ftruncate(fd, static_cast<off_t>(reserved)) != 0)
@@ -1748,6 +1767,12 @@ std::shared_ptr<manager_core> manager_core::attach(std::string_view name) {
 void manager_core::unlink(std::string_view name) {
   check_name(name);
   std::string path = slash_name(name);
+  // Unlinking ends this process's ownership, if it has any (the tracker would otherwise remove a
+  // later segment of the same name only if it were the same file, which it checks).
+  struct stat st {};
+  if (::stat(("/dev/shm" + path).c_str(), &st) == 0)
+    shm_tracker_unregister(name, static_cast<std::uint64_t>(st.st_ino),
+                           static_cast<std::uint64_t>(st.st_dev));
   if (::shm_unlink(path.c_str()) != 0) {
     int err = errno;
     if (err == ENOENT)

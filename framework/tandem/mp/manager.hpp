@@ -20,7 +20,9 @@
 // a copy, not a round trip through a socket). Objects are named (`m.dict<K, V>("name")` returns
 // the same dict to every process that asks with the same types) and live as long as the segment.
 // The segment lives until it is unlinked (any process may unlink it; processes that have it
-// mapped keep using it), like a named mp::shared_memory.
+// mapped keep using it), like a named mp::shared_memory, or until its creator dies: the creator's
+// tracker removes it then, even after SIGKILL (manager_options::track, on by default), as
+// Python's manager goes with its server process. A process that only attached never removes it.
 //
 // Growth: the segment's file is sized once to its reservation (manager_options::max_size,
 // default 1 GiB) and mapped whole by every process; on tmpfs only the pages in use are memory.

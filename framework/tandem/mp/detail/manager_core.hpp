@@ -52,6 +52,11 @@ struct manager_options {
   /// the manager can ever hold. Only what is used costs memory. Rounded up to a page, at least
   /// initial_size.
   std::size_t max_size = std::size_t{1} << 30;
+
+  /// Register the segment with this process's tracker (as mp::shared_memory does): when the
+  /// creating process dies, even by SIGKILL, before unlinking it, the tracker removes its name,
+  /// as Python's manager goes with its server process. With false, only unlink() removes it.
+  bool track = true;
 };
 
 } // namespace tandem::mp
