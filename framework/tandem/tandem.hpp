@@ -38,6 +38,7 @@
 #include <tandem/mp/pipe.hpp>
 #include <tandem/mp/joinable_queue.hpp>
 #include <tandem/mp/lock.hpp>
+#include <tandem/mp/manager.hpp>
 #include <tandem/mp/process.hpp>
 #include <tandem/mp/queue.hpp>
 #include <tandem/mp/rlock.hpp>
