@@ -50,6 +50,7 @@
 #include <tandem/detail/futex.hpp>
 #include <tandem/error.hpp>
 #include <tandem/mp/detail/manager_core.hpp>
+#include <tandem/mp/detail/shm_named.hpp>
 #include <tandem/mp/detail/shm_tracker.hpp>
 
 #include <algorithm>
@@ -228,35 +229,10 @@ std::size_t round_page(std::size_t n) {
   return (n + page - 1) / page * page;
 }
 
-// The start time of `pid` (field 22 of /proc/<pid>/stat), nullopt for no process or a zombie.
-std::optional<u64> start_time_of(pid_t pid) {
-  std::ifstream in{"/proc/" + std::to_string(pid) + "/stat"};
-  std::string line;
-  if (!std::getline(in, line)) return std::nullopt;
-  auto close = line.rfind(')');
-  if (close == std::string::npos || close + 2 >= line.size()) return std::nullopt;
-  std::string_view rest{line};
-  rest.remove_prefix(close + 2);
-  if (rest.front() == 'Z' || rest.front() == 'X') return std::nullopt;
-  int field = 3;
-  std::size_t pos = 0;
-  while (field < 22) {
-    pos = rest.find(' ', pos);
-    if (pos == std::string_view::npos) return std::nullopt;
-    ++pos;
-    ++field;
-  }
-  u64 v = 0;
-  for (; pos < rest.size() && rest[pos] >= '0' && rest[pos] <= '9'; ++pos)
-    v = v * 10 + static_cast<u64>(rest[pos] - '0');
-  return v;
-}
-
-// False when the process `pid` that started at `start` is gone (or a zombie, or the pid reused).
+// False when the process `pid` that started at `start` is gone (or a zombie, or the pid reused);
+// true while the header does not name a creator yet.
 bool creator_alive(pid_t pid, u64 start) {
-  if (pid <= 0) return true; // not known yet
-  if (auto t = start_time_of(pid)) return start == 0 || *t == start;
-  return ::kill(pid, 0) == 0 ? false : errno == EPERM;
+  return pid <= 0 || process_alive(pid, start);
 }
 
 void init_robust_mutex(pthread_mutex_t* m) {
@@ -1662,7 +1638,7 @@ std::shared_ptr<manager_core> manager_core::create(std::string_view name,
   auto* h = reinterpret_cast<manager_header*>(base);
   // The creator's identity first, so an attacher can tell a slow creator from a dead one.
   h->creator_pid = ::getpid();
-  h->creator_start = start_time_of(::getpid()).value_or(0);
+  h->creator_start = process_start_time(::getpid()).value_or(0);
   h->creator_uid = ::geteuid();
   h->magic = manager_magic;
   h->version = manager_version;
