@@ -628,8 +628,8 @@ TEST_SUITE("process forkserver") {
       auto [ours, theirs] = mp::pipe();
       std::vector<std::byte> big(300'000);
       for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::byte>(i % 253);
-      // `theirs` learns the memory of `ours` here; the second message then refers to it without
-      // carrying it, so the child can only read it if the argument brought the memory along.
+      // `theirs` learns the memory of `ours` here; the second message, sent before the child
+      // exists, must still be readable by the child that receives `theirs`.
       ours.send_bytes(big);
       REQUIRE(theirs.recv_bytes() == big);
       std::reverse(big.begin(), big.end());

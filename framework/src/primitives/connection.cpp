@@ -153,23 +153,10 @@ void connection::set_shared_memory_transfers(bool on) {
     if (!socket_ || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
         addr.ss_family != AF_UNIX)
       throw usage_error("shared-memory transfers need a Unix socket: the memory's descriptor "
-                        "travels with the first large message");
+                        "travels with each large message");
     if (!areas_) areas_.reset(new detail::pipe_areas{}); // NOLINT: owned by areas_ at once
   }
   shared_transfers_ = on;
-}
-
-std::vector<int> connection::peer_area_descriptors() const {
-  std::vector<int> fds;
-  if (areas_)
-    for (const auto& a : areas_->peers) fds.push_back(a->fd());
-  return fds;
-}
-
-void connection::adopt_peer_area(int fd) {
-  if (!areas_) areas_.reset(new detail::pipe_areas{}); // NOLINT: owned by areas_ at once
-  auto area = detail::pipe_area::attach(fd);
-  if (areas_->peer(area->id()) == nullptr) areas_->peers.push_back(std::move(area));
 }
 
 void connection::check_readable() const {
@@ -322,7 +309,6 @@ bool connection::send_shared(std::span<const std::byte> body) {
   std::memcpy(d + 12, &reserved, 4);
   std::memcpy(d + 16, &length, 8);
 
-  // The memory's descriptor rides on the first marker; the kernel attaches it to these bytes.
   alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
   std::size_t sent = 0;
   // The memory's descriptor rides on every marker: whichever process reads the marker (ends may

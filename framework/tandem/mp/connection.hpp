@@ -287,19 +287,9 @@ public:
   /// Turns shared-memory transfers on or off for what this end sends and accepts. Turn it on only
   /// when the peer is a tandem connection with it on too: the peer otherwise fails with
   /// bad_message_error on the first large message. Throws usage_error when the connection is
-  /// closed or its descriptor is not a Unix socket (descriptors travel with the first message).
+  /// closed or its descriptor is not a Unix socket (the memory's descriptor travels with each
+  /// marker).
   void set_shared_memory_transfers(bool on);
-
-  // -- for tandem's process arguments ---------------------------------------------------------
-
-  /// The descriptors of the peer memory areas this end has received (still owned by the
-  /// connection): a copy of this end in another process needs them to read messages whose
-  /// memory was announced before it existed.
-  std::vector<int> peer_area_descriptors() const;
-
-  /// Maps a peer memory area from `fd`, which the connection now owns (closed on failure too).
-  /// Throws bad_message_error when it is not a tandem area.
-  void adopt_peer_area(int fd);
 
 private:
   // The next message, as its header describes it: its length, and where it lies when it came

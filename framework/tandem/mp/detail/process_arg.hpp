@@ -111,40 +111,28 @@ struct process_arg {
 #endif
 };
 
-/// A connection travels as its descriptor (the child gets its own copy), its directions, whether
-/// it takes shared-memory transfers, and the peer memory areas it already knows (a large message
-/// still unread may lie in one of them).
+/// A connection travels as its descriptor (the child gets its own copy), its directions, and
+/// whether it takes shared-memory transfers (every marker carries its memory, so nothing else).
 template <>
 struct process_arg<connection> {
   static void save(arg_writer& w, const connection& c) {
-    auto put = [&w](std::uint32_t v) {
-      auto old = w.bytes.size();
-      w.bytes.resize(old + sizeof v);
-      std::memcpy(w.bytes.data() + old, &v, sizeof v);
-    };
-    put(static_cast<std::uint32_t>(w.add_fd(c.fileno())));
+    auto index = static_cast<std::uint32_t>(w.add_fd(c.fileno()));
+    auto old = w.bytes.size();
+    w.bytes.resize(old + sizeof index);
+    std::memcpy(w.bytes.data() + old, &index, sizeof index);
     w.bytes.push_back(std::byte{c.readable()});
     w.bytes.push_back(std::byte{c.writable()});
     w.bytes.push_back(std::byte{c.shared_memory_transfers()});
-    auto areas = c.peer_area_descriptors();
-    put(static_cast<std::uint32_t>(areas.size()));
-    for (int fd : areas) put(static_cast<std::uint32_t>(w.add_fd(fd)));
   }
   static connection load(arg_reader& r) {
-    constexpr std::size_t fixed = 4 + 3 + 4;
-    auto get = [&r](std::size_t at) {
-      std::uint32_t v = 0;
-      std::memcpy(&v, r.bytes.data() + at, sizeof v);
-      return v;
-    };
-    std::size_t areas = r.bytes.size() >= fixed ? get(7) : 0;
-    if (r.bytes.size() < fixed || (r.bytes.size() - fixed) / 4 != areas ||
-        (r.bytes.size() - fixed) % 4 != 0)
+    std::uint32_t index = 0;
+    if (r.bytes.size() != sizeof index + 3)
       throw bad_message_error{"a connection argument has " + std::to_string(r.bytes.size()) +
-                              " bytes, which does not match its layout"};
-    connection c{r.fd(get(0)), r.bytes[4] != std::byte{0}, r.bytes[5] != std::byte{0}};
-    if (r.bytes[6] != std::byte{0}) c.set_shared_memory_transfers(true);
-    for (std::size_t i = 0; i < areas; ++i) c.adopt_peer_area(r.fd(get(fixed + 4 * i)));
+                              " bytes, expected " + std::to_string(sizeof index + 3)};
+    std::memcpy(&index, r.bytes.data(), sizeof index);
+    connection c{r.fd(index), r.bytes[sizeof index] != std::byte{0},
+                 r.bytes[sizeof index + 1] != std::byte{0}};
+    if (r.bytes[sizeof index + 2] != std::byte{0}) c.set_shared_memory_transfers(true);
     return c;
   }
 };
