@@ -198,27 +198,6 @@ static_assert(std::atomic<u64>::is_always_lock_free && std::atomic<u32>::is_alwa
 
 // -- small helpers ------------------------------------------------------------------------------
 
-[[noreturn]] void throw_segment(int err, const std::string& what) {
-  throw segment_error(err, what + " (" + std::strerror(err) + ")");
-}
-
-std::string quoted(std::string_view name) {
-  std::string out;
-  out.reserve(name.size() + 2);
-  out += '"';
-  out += name;
-  out += '"';
-  return out;
-}
-
-std::string slash_name(std::string_view name) {
-  std::string out;
-  out.reserve(name.size() + 1);
-  out += '/';
-  out += name;
-  return out;
-}
-
 [[noreturn, gnu::cold]] void throw_corrupt(const char* what) {
   throw bad_message_error(std::string{"the manager's shared memory is corrupt ("} + what +
                           "): something other than tandem wrote into it; create a new manager");
@@ -441,8 +420,8 @@ void commit(const seg& s, u64 end) {
     if (errno != ENOSPC) break;
   }
   int err = errno;
-  throw_segment(err, "the manager's segment cannot grow to " + std::to_string(end) +
-                         " bytes (fallocate): /dev/shm is full; free memory there or store less");
+  throw_shm_error(err, "the manager's segment cannot grow to " + std::to_string(end) +
+                           " bytes (fallocate): /dev/shm is full; free memory there or store less");
 }
 
 // Allocates a block of at least `bytes` usable bytes; the allocator stores its payload offset
@@ -1394,7 +1373,7 @@ void* manager_core::find_or_create(std::string_view name, manager_kind kind, std
     std::string have{
         reinterpret_cast<const char*>(e.value_ptr + sizeof(object_record)),
         std::min<std::size_t>(rec->type_name_len, e.value.size() - sizeof(object_record))};
-    throw value_error("manager " + quoted(name_) + " holds " + quoted(name) + " as a " +
+    throw value_error("manager " + shm_quoted(name_) + " holds " + shm_quoted(name) + " as a " +
                       kind_name(rec->kind) + " of " + (have.empty() ? "another type" : have) +
                       ", not as a " + kind_name(static_cast<u32>(kind)) + " of " +
                       std::string{type_name} +
@@ -1569,7 +1548,7 @@ void manager_fault_after(std::uint64_t points) noexcept {
 
 void manager_core::check_name(std::string_view name) {
   auto bad = [&](const std::string& why) {
-    throw segment_error(EINVAL, "invalid manager name " + quoted(name) + ": " + why);
+    throw segment_error(EINVAL, "invalid manager name " + shm_quoted(name) + ": " + why);
   };
   if (name.empty()) bad("it is empty; give the manager a name");
   if (name.size() > 255)
@@ -1589,7 +1568,7 @@ std::shared_ptr<manager_core> manager_core::create(std::string_view name,
     throw value_error("manager_options::max_size of " + std::to_string(options.max_size) +
                       " bytes is above the limit of 64 TiB; ask for less");
   std::size_t reserved = std::max(initial, round_page(options.max_size));
-  std::string path = slash_name(name);
+  std::string path = shm_path(name);
   // The tracker starts before the name exists, so no fork falls between creating the name and
   // registering it.
   if (options.track) shm_tracker_start();
@@ -1598,10 +1577,10 @@ std::shared_ptr<manager_core> manager_core::create(std::string_view name,
   if (fd < 0) {
     int err = errno;
     if (err == EEXIST)
-      throw_segment(err, "cannot create manager " + quoted(name) +
-                             ": a segment of that name exists; attach to it, choose another "
-                             "name, or unlink it");
-    throw_segment(err, "cannot create manager " + quoted(name) + " (shm_open)");
+      throw_shm_error(err, "cannot create manager " + shm_quoted(name) +
+                               ": a segment of that name exists; attach to it, choose another "
+                               "name, or unlink it");
+    throw_shm_error(err, "cannot create manager " + shm_quoted(name) + " (shm_open)");
   }
   struct stat st {};
   bool registered = false;
@@ -1611,7 +1590,7 @@ std::shared_ptr<manager_core> manager_core::create(std::string_view name,
                              static_cast<std::uint64_t>(st.st_dev));
     ::shm_unlink(path.c_str());
     ::close(fd);
-    throw_segment(err, "cannot create manager " + quoted(name) + ": " + what);
+    throw_shm_error(err, "cannot create manager " + shm_quoted(name) + ": " + what);
   };
   if (::fstat(fd, &st) != 0) fail(errno, "fstat failed");
   if (options.track) {
@@ -1660,22 +1639,23 @@ std::shared_ptr<manager_core> manager_core::create(std::string_view name,
 
 std::shared_ptr<manager_core> manager_core::attach(std::string_view name) {
   check_name(name);
-  std::string path = slash_name(name);
+  std::string path = shm_path(name);
   int fd = ::shm_open(path.c_str(), O_RDWR, 0);
   if (fd < 0) {
     int err = errno;
     if (err == ENOENT)
-      throw_segment(err, "cannot attach manager " + quoted(name) +
-                             ": no segment has that name (it was never created, or was unlinked)");
-    throw_segment(err, "cannot attach manager " + quoted(name) + " (shm_open)");
+      throw_shm_error(err,
+                      "cannot attach manager " + shm_quoted(name) +
+                          ": no segment has that name (it was never created, or was unlinked)");
+    throw_shm_error(err, "cannot attach manager " + shm_quoted(name) + " (shm_open)");
   }
-  const std::string what = "cannot attach manager " + quoted(name) + ": ";
+  const std::string what = "cannot attach manager " + shm_quoted(name) + ": ";
   std::byte* base = nullptr;
   std::size_t total = 0;
   auto refuse = [&](int err, const std::string& why) {
     if (base != nullptr) ::munmap(base, total);
     ::close(fd);
-    throw_segment(err, what + why);
+    throw_shm_error(err, what + why);
   };
   struct stat st {};
   if (::fstat(fd, &st) != 0) refuse(errno, "fstat failed");
@@ -1741,7 +1721,7 @@ std::shared_ptr<manager_core> manager_core::attach(std::string_view name) {
 
 void manager_core::unlink(std::string_view name) {
   check_name(name);
-  std::string path = slash_name(name);
+  std::string path = shm_path(name);
   // Unlinking ends this process's ownership, if it has any (the tracker would otherwise remove a
   // later segment of the same name only if it were the same file, which it checks).
   struct stat st {};
@@ -1751,9 +1731,9 @@ void manager_core::unlink(std::string_view name) {
   if (::shm_unlink(path.c_str()) != 0) {
     int err = errno;
     if (err == ENOENT)
-      throw_segment(err, "cannot unlink manager " + quoted(name) +
-                             ": no segment has that name (already unlinked?)");
-    throw_segment(err, "cannot unlink manager " + quoted(name) + " (shm_unlink)");
+      throw_shm_error(err, "cannot unlink manager " + shm_quoted(name) +
+                               ": no segment has that name (already unlinked?)");
+    throw_shm_error(err, "cannot unlink manager " + shm_quoted(name) + " (shm_unlink)");
   }
 }
 

@@ -33,29 +33,9 @@ namespace {
 
 using detail::shm_named_header;
 using detail::shm_named_header_size;
-
-[[noreturn]] void throw_segment(int err, const std::string& what) {
-  throw segment_error(err, what + " (" + std::strerror(err) + ")");
-}
-
-// Built by appending: GCC 12 at -O3 warns (-Wrestrict) on "literal" + std::string.
-std::string quoted(std::string_view name) {
-  std::string out;
-  out.reserve(name.size() + 2);
-  out += '"';
-  out += name;
-  out += '"';
-  return out;
-}
-
-// The path shm_open uses for `name`.
-std::string slash_name(std::string_view name) {
-  std::string out;
-  out.reserve(name.size() + 1);
-  out += '/';
-  out += name;
-  return out;
-}
+using detail::shm_path;
+using detail::shm_quoted;
+using detail::throw_shm_error;
 
 class fd_guard {
 public:
@@ -137,16 +117,16 @@ shared_memory shared_memory::create(std::string_view name, std::size_t size,
   // creator killed in that window leaves an empty file that only its name ties to tandem.
   if (options.track) detail::shm_tracker_start();
   const std::size_t total = shm_named_header_size + size;
-  std::string path = slash_name(name);
+  std::string path = shm_path(name);
   // O_EXCL: never adopt an existing segment. glibc adds O_NOFOLLOW and O_CLOEXEC.
   fd_guard fd{::shm_open(path.c_str(), O_RDWR | O_CREAT | O_EXCL, S_IRUSR | S_IWUSR)};
   if (fd.get() < 0) {
     int err = errno;
     if (err == EEXIST)
-      throw_segment(err, "cannot create shared-memory segment " + quoted(name) +
-                             ": a segment of that name exists; choose another name, attach to "
-                             "it, or unlink it");
-    throw_segment(err, "cannot create shared-memory segment " + quoted(name) + " (shm_open)");
+      throw_shm_error(err, "cannot create shared-memory segment " + shm_quoted(name) +
+                               ": a segment of that name exists; choose another name, attach to "
+                               "it, or unlink it");
+    throw_shm_error(err, "cannot create shared-memory segment " + shm_quoted(name) + " (shm_open)");
   }
   // From here on the name is ours: any failure removes it again.
   bool registered = false;
@@ -154,7 +134,7 @@ shared_memory shared_memory::create(std::string_view name, std::size_t size,
   auto fail = [&](int err, const std::string& what) {
     ::shm_unlink(path.c_str());
     if (registered) detail::shm_tracker_unregister(name, st.st_ino, st.st_dev);
-    throw_segment(err, "cannot create shared-memory segment " + quoted(name) + ": " + what);
+    throw_shm_error(err, "cannot create shared-memory segment " + shm_quoted(name) + ": " + what);
   };
   if (::fstat(fd.get(), &st) != 0) fail(errno, "fstat failed");
   if (options.track) {
@@ -196,29 +176,30 @@ shared_memory shared_memory::attach(std::string_view name) {
     throw value_error("cannot attach a shared-memory segment without a name; pass the name its "
                       "creator's name() returned");
   detail::check_shm_name(name);
-  std::string path = slash_name(name);
+  std::string path = shm_path(name);
   fd_guard fd{::shm_open(path.c_str(), O_RDWR, 0)};
   if (fd.get() < 0) {
     int err = errno;
     if (err == ENOENT)
-      throw_segment(err, "cannot attach shared-memory segment " + quoted(name) +
-                             ": no segment has that name (it was never created, or was unlinked)");
-    throw_segment(err, "cannot attach shared-memory segment " + quoted(name) + " (shm_open)");
+      throw_shm_error(err,
+                      "cannot attach shared-memory segment " + shm_quoted(name) +
+                          ": no segment has that name (it was never created, or was unlinked)");
+    throw_shm_error(err, "cannot attach shared-memory segment " + shm_quoted(name) + " (shm_open)");
   }
-  const std::string what = "cannot attach shared-memory segment " + quoted(name) + ": ";
+  const std::string what = "cannot attach shared-memory segment " + shm_quoted(name) + ": ";
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) throw_segment(errno, what + "fstat failed");
+  if (::fstat(fd.get(), &st) != 0) throw_shm_error(errno, what + "fstat failed");
   if (st.st_uid != ::geteuid())
-    throw_segment(EACCES, what + "it belongs to user " + std::to_string(st.st_uid) +
-                              ", not to this user (" + std::to_string(::geteuid()) +
-                              "); only segments of one's own user are attached");
+    throw_shm_error(EACCES, what + "it belongs to user " + std::to_string(st.st_uid) +
+                                ", not to this user (" + std::to_string(::geteuid()) +
+                                "); only segments of one's own user are attached");
   if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    throw_segment(EACCES, what + "other users may write to it (mode " + mode +
-                              "); tandem creates segments with mode 0600 and attaches no others");
+    throw_shm_error(EACCES, what + "other users may write to it (mode " + mode +
+                                "); tandem creates segments with mode 0600 and attaches no others");
   }
-  if (!S_ISREG(st.st_mode)) throw_segment(EINVAL, what + "it is not a regular file");
+  if (!S_ISREG(st.st_mode)) throw_shm_error(EINVAL, what + "it is not a regular file");
 
   const tandem::timeout deadline{init_wait};
   // A creator sizes the file right after creating it; the kernel offers no way to wait for a
@@ -226,24 +207,24 @@ shared_memory shared_memory::attach(std::string_view name) {
   auto backoff = std::chrono::microseconds{50};
   while (static_cast<std::uint64_t>(st.st_size) < shm_named_header_size) {
     if (deadline.expired())
-      throw_segment(ETIMEDOUT,
-                    what + "it has " + std::to_string(st.st_size) +
-                        " bytes, too few for a tandem segment, and did not grow within " +
-                        std::to_string(init_wait.count()) +
-                        " ms: its creator died while making it, or it is not tandem's");
+      throw_shm_error(ETIMEDOUT,
+                      what + "it has " + std::to_string(st.st_size) +
+                          " bytes, too few for a tandem segment, and did not grow within " +
+                          std::to_string(init_wait.count()) +
+                          " ms: its creator died while making it, or it is not tandem's");
     std::this_thread::sleep_for(std::min(
         backoff, std::chrono::duration_cast<std::chrono::microseconds>(deadline.remaining())));
     backoff = std::min(backoff * 2, std::chrono::microseconds{10'000});
-    if (::fstat(fd.get(), &st) != 0) throw_segment(errno, what + "fstat failed");
+    if (::fstat(fd.get(), &st) != 0) throw_shm_error(errno, what + "fstat failed");
   }
   const auto total = static_cast<std::size_t>(st.st_size);
   void* mem = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
   if (mem == MAP_FAILED)
-    throw_segment(errno, what + "mmap of " + std::to_string(total) + " bytes failed");
+    throw_shm_error(errno, what + "mmap of " + std::to_string(total) + " bytes failed");
   auto* base = static_cast<std::byte*>(mem);
   auto refuse = [&](int err, const std::string& why) {
     ::munmap(base, total);
-    throw_segment(err, what + why);
+    throw_shm_error(err, what + why);
   };
   auto* h = header_of(base);
   // Wait (futex, bounded) for the creator to finish the header. A magic number that is set and
@@ -324,7 +305,7 @@ void shared_memory::unlink() {
   if (name_.empty())
     throw segment_error(ENOENT, "cannot unlink: this shared_memory handle has no segment (it "
                                 "was default-constructed or moved from)");
-  std::string path = slash_name(name_);
+  std::string path = shm_path(name_);
   // Once the name of this file is gone (unlinked through any handle, or by anyone else), this
   // process owns nothing more under it, whichever of its handles created it.
   auto disown = [this] {
@@ -337,18 +318,19 @@ void shared_memory::unlink() {
   if (::stat(file.c_str(), &st) == 0 && (static_cast<std::uint64_t>(st.st_ino) != inode_ ||
                                          static_cast<std::uint64_t>(st.st_dev) != device_)) {
     disown();
-    throw_segment(ENOENT, "cannot unlink shared-memory segment " + quoted(name_) +
-                              ": it was already unlinked, and its name now belongs to another "
-                              "segment");
+    throw_shm_error(ENOENT, "cannot unlink shared-memory segment " + shm_quoted(name_) +
+                                ": it was already unlinked, and its name now belongs to another "
+                                "segment");
   }
   if (::shm_unlink(path.c_str()) != 0) {
     int err = errno;
     if (err == ENOENT) {
       disown();
-      throw_segment(err, "cannot unlink shared-memory segment " + quoted(name_) +
-                             ": it was already unlinked");
+      throw_shm_error(err, "cannot unlink shared-memory segment " + shm_quoted(name_) +
+                               ": it was already unlinked");
     }
-    throw_segment(err, "cannot unlink shared-memory segment " + quoted(name_) + " (shm_unlink)");
+    throw_shm_error(err,
+                    "cannot unlink shared-memory segment " + shm_quoted(name_) + " (shm_unlink)");
   }
   disown();
 }
@@ -357,9 +339,32 @@ void shared_memory::unlink() {
 
 namespace detail {
 
+std::string shm_path(std::string_view name) {
+  // Built by appending: GCC 12 at -O3 warns (-Wrestrict) on "literal" + std::string.
+  std::string out;
+  out.reserve(name.size() + 1);
+  out += '/';
+  out += name;
+  return out;
+}
+
+std::string shm_quoted(std::string_view name) {
+  std::string out;
+  out.reserve(name.size() + 2);
+  out += '"';
+  out += name;
+  out += '"';
+  return out;
+}
+
+void throw_shm_error(int err, const std::string& what) {
+  throw segment_error(err, what + " (" + std::strerror(err) + ")");
+}
+
 void check_shm_name(std::string_view name) {
   auto bad = [&](const std::string& why) {
-    throw segment_error(EINVAL, "invalid shared-memory segment name " + quoted(name) + ": " + why);
+    throw segment_error(EINVAL,
+                        "invalid shared-memory segment name " + shm_quoted(name) + ": " + why);
   };
   if (name.empty()) bad("it is empty; give a name, or let create() generate one");
   if (name.size() > shm_name_max)
@@ -379,7 +384,7 @@ std::string generate_shm_name() {
     ssize_t n = ::getrandom(p + got, sizeof bits - got, 0);
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw_segment(errno, "cannot generate a shared-memory segment name (getrandom)");
+      throw_shm_error(errno, "cannot generate a shared-memory segment name (getrandom)");
     }
     got += static_cast<std::size_t>(n);
   }

@@ -57,6 +57,15 @@ inline constexpr std::string_view shm_generated_prefix = "tandem_";
 static_assert(sizeof(shm_named_header) <= shm_named_header_size);
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 
+/// "/" + `name`: the path shm_open and shm_unlink take for a segment name.
+std::string shm_path(std::string_view name);
+
+/// `name` in double quotes, for messages.
+std::string shm_quoted(std::string_view name);
+
+/// Throws segment_error(err, ...) whose message is `what` followed by strerror(err).
+[[noreturn]] void throw_shm_error(int err, const std::string& what);
+
 /// Throws segment_error (EINVAL) when `name` cannot name a segment: empty, longer than
 /// shm_name_max bytes, containing '/' or NUL, or "." / "..". Makes no system call.
 void check_shm_name(std::string_view name);
